@@ -1,0 +1,31 @@
+"""Rules finetune and retrain: train the custom classifier with the hand-written loop."""
+
+import torch
+
+from newstopic.errors import run_main
+from newstopic.finetune import finetune
+from newstopic.logs import setup_logging
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm.log[0])
+torch.set_num_threads(sm.threads)
+metrics = run_main(
+    finetune,
+    list(sm.input.train),
+    sm.input.valid,
+    sm.input.tokenizer,
+    sm.params.encoder,
+    sm.output.model,
+    sm.output.metrics,
+    stage=sm.rule,
+    model_cfg=sm.params.model,
+    train_cfg=sm.params.train,
+    max_length=sm.params.max_length,
+    seed=sm.params.seed,
+    scratch_dir=sm.params.scratch,
+    checkpoint_every=sm.params.checkpoint_every,
+    keep_checkpoints=sm.params.keep_checkpoints,
+    log_every=sm.params.log_every,
+    log_file=sm.log[0],
+)
+log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])

@@ -1,0 +1,28 @@
+"""Rule mlm_pretrain: task-adaptive masked-LM training of the encoder."""
+
+import torch
+
+from newstopic.errors import run_main
+from newstopic.logs import setup_logging
+from newstopic.pretrain import mlm_pretrain
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm.log[0])
+torch.set_num_threads(sm.threads)
+metrics = run_main(
+    mlm_pretrain,
+    list(sm.input.texts),
+    sm.input.tokenizer,
+    sm.output.model,
+    sm.output.metrics,
+    model_cfg=sm.params.model,
+    mlm_cfg=sm.params.mlm,
+    max_length=sm.params.max_length,
+    seed=sm.params.seed,
+    scratch_dir=sm.params.scratch,
+    checkpoint_every=sm.params.checkpoint_every,
+    keep_checkpoints=sm.params.keep_checkpoints,
+    log_every=sm.params.log_every,
+    log_file=sm.log[0],
+)
+log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])

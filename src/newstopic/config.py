@@ -1,0 +1,114 @@
+"""Config validation against workflow/schemas/config.schema.yaml, defaults filled in.
+
+Errors are one line naming the key: an unknown (e.g. misspelt) key, a value of the wrong
+type or out of range.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from newstopic.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that fills in `default` values while it validates (jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        parts = []
+        for name in extra:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            full = f"{key}.{name}" if error.absolute_path else name
+            parts.append(f"unknown key '{full}'{hint}")
+        return "; ".join(parts) + f"; allowed here: {', '.join(allowed)}"
+    if error.validator == "type":
+        return (
+            f"key '{key}' must be of type {error.validator_value}, "
+            f"got {type(error.instance).__name__} {error.instance!r}"
+        )
+    if error.validator == "enum":
+        return f"key '{key}' must be one of {error.validator_value}, got {error.instance!r}"
+    return f"key '{key}': {error.message}"
+
+
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any] | None = None, source: str = "config"
+) -> dict[str, Any]:
+    """Return a validated deep copy of `config` with every default filled in.
+
+    Raises ConfigError with one line naming the offending key.
+    """
+    schema = load_schema() if schema is None else schema
+    filled = copy.deepcopy(dict(config))
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        raise ConfigError(f"{source}: {_describe(errors[0], schema)}")
+    _check_consistency(filled, source)
+    return filled
+
+
+def _check_consistency(cfg: dict[str, Any], source: str) -> None:
+    """Rules that a JSON schema cannot say simply."""
+    tok = cfg["tokenizer"]
+    if tok["source"] == "vocab" and not tok.get("vocab_file"):
+        raise ConfigError(f"{source}: key 'tokenizer.vocab_file' is required when tokenizer.source is 'vocab'")
+    if tok["source"] == "pretrained" and not cfg["model"].get("name_or_path"):
+        raise ConfigError(
+            f"{source}: key 'model.name_or_path' is required when tokenizer.source is 'pretrained'"
+        )
+    arch = cfg["model"]["arch"]
+    if arch["hidden_size"] % arch["num_attention_heads"]:
+        raise ConfigError(
+            f"{source}: key 'model.arch.hidden_size' ({arch['hidden_size']}) must be divisible "
+            f"by model.arch.num_attention_heads ({arch['num_attention_heads']})"
+        )
+
+
+def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return validate_config(raw, schema, source=str(path))

@@ -1,0 +1,96 @@
+"""Building the encoder: from the hub / a local HF directory, or from config sizes (offline).
+
+The masked-LM model is split into its encoder (`base_model`) and its LM head so that the
+head runs on masked positions only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel
+
+from newstopic.errors import ConfigError
+
+
+def _check_local(name_or_path: str) -> None:
+    # A path-like name that does not exist is a typo, not a hub id: say so instead of
+    # letting the hub client try (and time out offline).
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise ConfigError(f"model.name_or_path: {name_or_path}: directory not found")
+
+
+def mlm_from_config(arch: dict[str, Any], vocab_size: int, pad_token_id: int) -> BertForMaskedLM:
+    """A randomly initialised BERT masked-LM of the sizes in `arch`."""
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden_size"],
+        num_hidden_layers=arch["num_hidden_layers"],
+        num_attention_heads=arch["num_attention_heads"],
+        intermediate_size=arch["intermediate_size"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        hidden_dropout_prob=arch["dropout"],
+        attention_probs_dropout_prob=arch["dropout"],
+        pad_token_id=pad_token_id,
+    )
+    return BertForMaskedLM(config)
+
+
+def mlm_from_pretrained(name_or_path: str, vocab_size: int, trust_remote_code: bool = False) -> PreTrainedModel:
+    """A pretrained masked-LM (hub id or local directory), embeddings resized to the tokenizer."""
+    _check_local(name_or_path)
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.name_or_path: cannot load {name_or_path!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    if model.get_input_embeddings().num_embeddings < vocab_size:
+        model.resize_token_embeddings(vocab_size)
+    return model
+
+
+def encoder_from_pretrained(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The bare encoder (no LM head) of a hub id or a local directory."""
+    _check_local(name_or_path)
+    try:
+        return AutoModel.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False
+        )
+    except TypeError:
+        return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.name_or_path: cannot load {name_or_path!r}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def split_mlm(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:
+    """(encoder, lm_head) of a BERT/RoBERTa-style masked-LM (e.g. `bert` + `cls`)."""
+    base = model.base_model
+    heads = [m for name, m in model.named_children() if m is not base]
+    if len(heads) != 1:
+        raise ConfigError(
+            f"model.name_or_path: {type(model).__name__} has {len(heads)} head modules; "
+            "masked-only MLM supports BERT/RoBERTa-style models with one LM head"
+        )
+    return base, heads[0]
+
+
+def masked_lm_loss(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy of the LM head evaluated on the masked positions only."""
+    encoder, head = split_mlm(model)
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    picked = hidden.reshape(-1, hidden.shape[-1])[positions]
+    logits = head(picked)
+    return nn.functional.cross_entropy(logits.float(), labels)

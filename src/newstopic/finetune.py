@@ -1,0 +1,133 @@
+"""The finetune and retrain stages: the custom classifier trained by the hand-written loop
+on labeled rows (train, or train + pseudo-labels), evaluated on valid every epoch, the
+best epoch kept and saved with save_pretrained."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from newstopic.atomic import atomic_path, write_json
+from newstopic.checkpoint import CheckpointDir, fingerprint
+from newstopic.data import encode, pad_batch
+from newstopic.encoder import encoder_from_pretrained, mlm_from_config
+from newstopic.errors import InputError
+from newstopic.metrics import classification_metrics
+from newstopic.model import NewsTopicClassifier, build_classifier
+from newstopic.predict import predict_proba
+from newstopic.preprocess import read_split
+from newstopic.tokenization import load_tokenizer
+from newstopic.training import LoopSettings, train
+
+log = logging.getLogger("newstopic")
+
+
+def read_labeled(paths: list[str]) -> pd.DataFrame:
+    """Concatenate labeled parquet files (train, pseudo-labels); an index may appear once."""
+    frames = [read_split(p, labeled=True) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    dup = df["index"].duplicated()
+    if dup.any():
+        raise InputError(f"{paths}: index {df['index'][dup].iat[0]} appears twice across the inputs")
+    return df
+
+
+def initial_classifier(
+    encoder_source: str | None, model_cfg: dict[str, Any], vocab_size: int, pad_token_id: int
+) -> NewsTopicClassifier:
+    """The classifier before fine-tuning: encoder from `encoder_source` (the MLM output or a
+    hub/local model), or random from model.arch when there is none."""
+    if encoder_source:
+        encoder = encoder_from_pretrained(encoder_source, model_cfg["trust_remote_code"])
+    else:
+        encoder = mlm_from_config(model_cfg["arch"], vocab_size, pad_token_id).base_model
+    return build_classifier(
+        encoder, model_cfg["pooling"], model_cfg["dropout"], model_cfg["head_hidden_size"]
+    )
+
+
+def finetune(
+    train_files: list[str],
+    valid_file: str,
+    tokenizer_dir: str,
+    encoder_source: str | None,
+    out_dir: str,
+    metrics_path: str,
+    *,
+    stage: str,
+    model_cfg: dict[str, Any],
+    train_cfg: dict[str, Any],
+    max_length: int,
+    seed: int,
+    scratch_dir: str,
+    checkpoint_every: int,
+    keep_checkpoints: int,
+    log_every: int,
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(tokenizer_dir)
+    train_df = read_labeled(train_files)
+    valid_df = read_split(valid_file, labeled=True)
+    train_ids = encode(tokenizer, train_df["title"].tolist(), max_length)
+    valid_ids = encode(tokenizer, valid_df["title"].tolist(), max_length)
+    labels = torch.as_tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
+    valid_labels = valid_df["topic_idx"].to_numpy()
+    lengths = np.array([len(x) for x in train_ids])
+    log.info("%s: %d training rows from %s, %d valid rows", stage, len(train_ids), train_files, len(valid_ids))
+
+    torch.manual_seed(seed)
+    model = initial_classifier(encoder_source, model_cfg, len(tokenizer), tokenizer.pad_token_id)
+
+    def make_batch(rows: np.ndarray, step: int) -> dict[str, torch.Tensor]:
+        batch = pad_batch([train_ids[i] for i in rows], tokenizer.pad_token_id)
+        batch["labels"] = labels[rows]
+        return batch
+
+    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return m(**b).loss
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        probs = predict_proba(m, valid_ids, tokenizer.pad_token_id, train_cfg["eval_batch_size"])
+        return classification_metrics(valid_labels, probs)
+
+    settings = LoopSettings(
+        epochs=train_cfg["epochs"], batch_size=train_cfg["batch_size"], lr=train_cfg["lr"],
+        head_lr=train_cfg["head_lr"], weight_decay=train_cfg["weight_decay"],
+        warmup_ratio=train_cfg["warmup_ratio"], max_grad_norm=train_cfg["max_grad_norm"],
+        seed=seed, checkpoint_every=checkpoint_every, log_every=log_every,
+    )
+    run_id = fingerprint(
+        {"stage": stage, "model": model_cfg, "train": train_cfg, "max_length": max_length,
+         "seed": seed, "encoder": encoder_source},
+        [*train_files, valid_file, tokenizer_dir, *([encoder_source] if encoder_source and Path(encoder_source).exists() else [])],
+    )
+    checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
+    state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)
+
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    best = next(h for h in state.history if h["step"] == state.best_step)
+    metrics = {
+        "stage": stage,
+        "valid_accuracy": best["valid_accuracy"],
+        "valid_macro_f1": best["valid_macro_f1"],
+        "valid_loss": best["valid_loss"],
+        "best_epoch": best["epoch"],
+        "train_rows": len(train_ids),
+        "valid_rows": len(valid_ids),
+        "steps": state.step,
+        "train_seconds": round(state.train_seconds, 2),
+        "seconds": round(time.perf_counter() - start, 2),
+        "encoder_source": encoder_source,
+        "history": state.history,
+    }
+    write_json(metrics_path, metrics)
+    checkpoints.clear()
+    return metrics

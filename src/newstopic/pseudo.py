@@ -1,0 +1,60 @@
+"""Pseudo-labels: confident test predictions become extra training rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from newstopic import NUM_LABELS
+from newstopic.predict import PROB_COLUMNS
+
+
+def select_pseudo_labels(
+    probs: pd.DataFrame, test: pd.DataFrame, threshold: float, max_per_class: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Rows whose max probability >= threshold, at most `max_per_class` (most confident first)
+    per predicted class. Returns (rows with index, title, title_raw, topic_idx, confidence; report)."""
+    p = probs[PROB_COLUMNS].to_numpy()
+    frame = pd.DataFrame(
+        {"index": probs["index"].to_numpy(), "topic_idx": p.argmax(1), "confidence": p.max(1)}
+    )
+    frame = frame.merge(test[["index", "title", "title_raw"]], on="index", how="inner", validate="1:1")
+    chosen = frame[frame["confidence"] >= threshold]
+    if max_per_class is not None:
+        chosen = (
+            chosen.sort_values(["topic_idx", "confidence", "index"], ascending=[True, False, True])
+            .groupby("topic_idx", sort=True)
+            .head(max_per_class)
+        )
+    chosen = chosen.sort_values("index").reset_index(drop=True)
+    counts = np.bincount(chosen["topic_idx"].to_numpy(), minlength=NUM_LABELS)
+    report = {
+        "threshold": threshold,
+        "max_per_class": max_per_class,
+        "test_rows": int(len(frame)),
+        "accepted": int(len(chosen)),
+        "acceptance_rate": float(len(chosen) / max(len(frame), 1)),
+        "per_class": {str(c): int(counts[c]) for c in range(NUM_LABELS)},
+        "mean_confidence": float(chosen["confidence"].mean()) if len(chosen) else None,
+    }
+    return chosen[["index", "title", "title_raw", "topic_idx", "confidence"]], report
+
+
+def pseudo_label_files(
+    probs_path: str, test_path: str, rows_path: str, report_path: str, *,
+    threshold: float, max_per_class: int | None,
+) -> dict[str, Any]:
+    """The pseudo_label stage: read probabilities and test titles, write rows + report."""
+    import pyarrow.parquet as pq
+
+    from newstopic.atomic import write_json
+    from newstopic.preprocess import LABELED_SCHEMA, read_split, write_parquet
+
+    probs = pq.read_table(probs_path).to_pandas()
+    test = read_split(test_path, labeled=False)
+    rows, report = select_pseudo_labels(probs, test, threshold, max_per_class)
+    write_parquet(rows, rows_path, LABELED_SCHEMA)
+    write_json(report_path, report)
+    return report

@@ -1,0 +1,69 @@
+import sys
+
+from newstopic.config import validate_config
+from newstopic.errors import ConfigError
+
+try:
+    # Validate against workflow/schemas/config.schema.yaml and fill in every default.
+    _validated = validate_config(config, source="config")
+except ConfigError as exc:
+    sys.exit(f"newstopic: error: {exc}")
+config.clear()
+config.update(_validated)
+
+RESULTS = "results"
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+SCRATCH = config["runtime"]["scratch_dir"]
+
+
+wildcard_constraints:
+    stage="finetune|retrain",
+
+
+def scratch(rule_name):
+    """Resumable checkpoints of a training rule: deliberately not a declared output."""
+    return f"{SCRATCH}/{rule_name}"
+
+
+def runtime_params():
+    rt = config["runtime"]
+    return dict(
+        checkpoint_every=rt["checkpoint_every"],
+        keep_checkpoints=rt["keep_checkpoints"],
+        log_every=rt["log_every"],
+    )
+
+
+def mlm_text_files():
+    """Unlabeled text for MLM: train + test titles (+ valid titles if configured)."""
+    files = [f"{RESULTS}/data/train.parquet", f"{RESULTS}/data/test.parquet"]
+    if config["mlm"]["include_valid_text"]:
+        files.append(f"{RESULTS}/data/valid.parquet")
+    return files
+
+
+def encoder_input():
+    """The MLM output as a Snakemake input when MLM is on, else nothing."""
+    return [f"{RESULTS}/mlm/model"] if config["mlm"]["enabled"] else []
+
+
+def encoder_source():
+    """Where fine-tuning takes its encoder from: MLM output, the configured model, or None (random)."""
+    if config["mlm"]["enabled"]:
+        return f"{RESULTS}/mlm/model"
+    return config["model"]["name_or_path"]
+
+
+def final_stage():
+    return "retrain" if config["pseudo_label"]["enabled"] else "finetune"
+
+
+def final_targets():
+    targets = [
+        f"{RESULTS}/submission.csv",
+        f"{RESULTS}/finetune/metrics.json",
+    ]
+    if config["pseudo_label"]["enabled"]:
+        targets += [f"{RESULTS}/retrain/metrics.json", f"{RESULTS}/pseudo_label/report.json"]
+    return targets

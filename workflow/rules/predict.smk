@@ -1,0 +1,29 @@
+rule predict:
+    input:
+        model=f"{RESULTS}/{{stage}}/model",
+        test=f"{RESULTS}/data/test.parquet",
+    output:
+        probs=f"{RESULTS}/{{stage}}/test_probs.parquet",
+        submission=f"{RESULTS}/{{stage}}/submission.csv",
+    params:
+        max_length=config["tokenizer"]["max_length"],
+        batch_size=config["predict"]["batch_size"],
+        read_batch_rows=config["predict"]["read_batch_rows"],
+    threads: config["runtime"]["threads"]
+    log:
+        f"{LOGS}/predict_{{stage}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict_{{stage}}.tsv"
+    script:
+        "../../scripts/predict.py"
+
+
+rule submission:
+    input:
+        f"{RESULTS}/{final_stage()}/submission.csv",
+    output:
+        f"{RESULTS}/submission.csv",
+    log:
+        f"{LOGS}/submission.log",
+    shell:
+        "(cp {input} {output}.tmp && mv {output}.tmp {output}) > {log} 2>&1"

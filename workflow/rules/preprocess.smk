@@ -1,0 +1,32 @@
+rule preprocess:
+    input:
+        train=config["data"]["train"],
+        test=config["data"]["test"],
+    output:
+        train=f"{RESULTS}/data/train.parquet",
+        valid=f"{RESULTS}/data/valid.parquet",
+        test=f"{RESULTS}/data/test.parquet",
+    params:
+        valid_fraction=config["preprocess"]["valid_fraction"],
+        remove_pattern=config["preprocess"]["remove_pattern"],
+        sample_per_class=config["preprocess"]["sample_per_class"],
+        test_sample=config["preprocess"]["test_sample"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/preprocess.log",
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule build_tokenizer:
+    input:
+        texts=mlm_text_files(),
+    output:
+        directory(f"{RESULTS}/tokenizer"),
+    params:
+        tokenizer=config["tokenizer"],
+        model=config["model"],
+    log:
+        f"{LOGS}/build_tokenizer.log",
+    script:
+        "../../scripts/build_tokenizer.py"

@@ -1,0 +1,73 @@
+rule finetune:
+    input:
+        train=[f"{RESULTS}/data/train.parquet"],
+        valid=f"{RESULTS}/data/valid.parquet",
+        tokenizer=f"{RESULTS}/tokenizer",
+        encoder=encoder_input(),
+    output:
+        model=directory(f"{RESULTS}/finetune/model"),
+        metrics=f"{RESULTS}/finetune/metrics.json",
+    params:
+        encoder=encoder_source(),
+        model=config["model"],
+        train=config["finetune"],
+        max_length=config["tokenizer"]["max_length"],
+        seed=config["seed"],
+        scratch=scratch("finetune"),
+        **runtime_params(),
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/finetune.log",
+    benchmark:
+        f"{BENCHMARKS}/finetune.tsv"
+    script:
+        "../../scripts/finetune.py"
+
+
+rule pseudo_label:
+    input:
+        probs=f"{RESULTS}/finetune/test_probs.parquet",
+        test=f"{RESULTS}/data/test.parquet",
+    output:
+        rows=f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
+        report=f"{RESULTS}/pseudo_label/report.json",
+    params:
+        threshold=config["pseudo_label"]["threshold"],
+        max_per_class=config["pseudo_label"]["max_per_class"],
+    log:
+        f"{LOGS}/pseudo_label.log",
+    script:
+        "../../scripts/pseudo_label.py"
+
+
+rule retrain:
+    input:
+        train=[
+            f"{RESULTS}/data/train.parquet",
+            f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
+        ],
+        valid=f"{RESULTS}/data/valid.parquet",
+        tokenizer=f"{RESULTS}/tokenizer",
+        encoder=encoder_input(),
+    output:
+        model=directory(f"{RESULTS}/retrain/model"),
+        metrics=f"{RESULTS}/retrain/metrics.json",
+    params:
+        encoder=encoder_source(),
+        model=config["model"],
+        train=config["retrain"],
+        max_length=config["tokenizer"]["max_length"],
+        seed=config["seed"],
+        scratch=scratch("retrain"),
+        **runtime_params(),
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/retrain.log",
+    benchmark:
+        f"{BENCHMARKS}/retrain.tsv"
+    script:
+        "../../scripts/finetune.py"
