@@ -80,8 +80,11 @@ class CheckpointDir:
         tmp.mkdir(parents=True)
         for name, writer in files.items():
             writer(tmp / name)
-        meta = {**meta, "fingerprint": self.fingerprint,
-                "sha256": {name: _sha256(tmp / name) for name in files}}
+        meta = {
+            **meta,
+            "fingerprint": self.fingerprint,
+            "sha256": {name: _sha256(tmp / name) for name in files},
+        }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         if final.exists():
             old = final.with_name(f".{final.name}.old")

@@ -89,7 +89,9 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
     """Rules that a JSON schema cannot say simply."""
     tok = cfg["tokenizer"]
     if tok["source"] == "vocab" and not tok.get("vocab_file"):
-        raise ConfigError(f"{source}: key 'tokenizer.vocab_file' is required when tokenizer.source is 'vocab'")
+        raise ConfigError(
+            f"{source}: key 'tokenizer.vocab_file' is required when tokenizer.source is 'vocab'"
+        )
     if tok["source"] == "pretrained" and not cfg["model"].get("name_or_path"):
         raise ConfigError(
             f"{source}: key 'model.name_or_path' is required when tokenizer.source is 'pretrained'"

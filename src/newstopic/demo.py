@@ -25,10 +25,43 @@ TOPIC_WORDS = [
     "축구 야구 농구 배구 골프 올림픽 월드컵 감독 선수 우승 경기 리그 KBO 홈런 득점 손흥민 류현진 국가대표 결승 메달 프로 시즌 승리 패배 구단 투수 타자 챔피언 K리그 MVP",
     "대통령 국회 여당 야당 의원 장관 총선 청와대 민주당 국민의힘 북한 김정은 정부 국무총리 선거 후보 공천 개헌 외교 국방 통일부 정상회담 비핵화 탄핵 국정감사 법안 대변인 당대표 靑 北",
 ]
-SHARED_WORDS = (
-    "종합 속보 오늘 내일 올해 내년 첫 최대 최고 발표 추진 확대 논란 결정 전망 계획 개최 "
-    "시작 관련 참석 공개 사상 지원 강화 우려 가능성 기대 대책 회의 현장 인터뷰 2보 3보 이번 주"
-).split()
+SHARED_WORDS = [
+    "종합",
+    "속보",
+    "오늘",
+    "내일",
+    "올해",
+    "내년",
+    "첫",
+    "최대",
+    "최고",
+    "발표",
+    "추진",
+    "확대",
+    "논란",
+    "결정",
+    "전망",
+    "계획",
+    "개최",
+    "시작",
+    "관련",
+    "참석",
+    "공개",
+    "사상",
+    "지원",
+    "강화",
+    "우려",
+    "가능성",
+    "기대",
+    "대책",
+    "회의",
+    "현장",
+    "인터뷰",
+    "2보",
+    "3보",
+    "이번",
+    "주",
+]
 SUFFIXES = ["", "", "…", "종합", "1보", "2보", "(종합)"]
 
 
@@ -53,8 +86,9 @@ def make_titles(n_per_topic: int, seed: int, noise: float = 0.12) -> pd.DataFram
     return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 
-def write_demo_data(out_dir: str | Path, n_train_per_topic: int = 200, n_test_per_topic: int = 50,
-                    seed: int = 2021) -> None:
+def write_demo_data(
+    out_dir: str | Path, n_train_per_topic: int = 200, n_test_per_topic: int = 50, seed: int = 2021
+) -> None:
     """Write demo_train.csv, demo_test.csv, demo_sample_submission.csv, demo_topic_dict.csv (Dacon format)."""
     out = Path(out_dir)
     data = make_titles(n_train_per_topic + n_test_per_topic, seed)

@@ -11,7 +11,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    PreTrainedModel,
+)
 
 from newstopic.errors import ConfigError
 
@@ -40,7 +46,9 @@ def mlm_from_config(arch: dict[str, Any], vocab_size: int, pad_token_id: int) ->
     return BertForMaskedLM(config)
 
 
-def mlm_from_pretrained(name_or_path: str, vocab_size: int, trust_remote_code: bool = False) -> PreTrainedModel:
+def mlm_from_pretrained(
+    name_or_path: str, vocab_size: int, trust_remote_code: bool = False
+) -> PreTrainedModel:
     """A pretrained masked-LM (hub id or local directory), embeddings resized to the tokenizer."""
     _check_local(name_or_path)
     try:

@@ -79,7 +79,13 @@ def finetune(
     labels = torch.as_tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
     valid_labels = valid_df["topic_idx"].to_numpy()
     lengths = np.array([len(x) for x in train_ids])
-    log.info("%s: %d training rows from %s, %d valid rows", stage, len(train_ids), train_files, len(valid_ids))
+    log.info(
+        "%s: %d training rows from %s, %d valid rows",
+        stage,
+        len(train_ids),
+        train_files,
+        len(valid_ids),
+    )
 
     torch.manual_seed(seed)
     model = initial_classifier(encoder_source, model_cfg, len(tokenizer), tokenizer.pad_token_id)
@@ -97,15 +103,32 @@ def finetune(
         return classification_metrics(valid_labels, probs)
 
     settings = LoopSettings(
-        epochs=train_cfg["epochs"], batch_size=train_cfg["batch_size"], lr=train_cfg["lr"],
-        head_lr=train_cfg["head_lr"], weight_decay=train_cfg["weight_decay"],
-        warmup_ratio=train_cfg["warmup_ratio"], max_grad_norm=train_cfg["max_grad_norm"],
-        seed=seed, checkpoint_every=checkpoint_every, log_every=log_every,
+        epochs=train_cfg["epochs"],
+        batch_size=train_cfg["batch_size"],
+        lr=train_cfg["lr"],
+        head_lr=train_cfg["head_lr"],
+        weight_decay=train_cfg["weight_decay"],
+        warmup_ratio=train_cfg["warmup_ratio"],
+        max_grad_norm=train_cfg["max_grad_norm"],
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
     )
     run_id = fingerprint(
-        {"stage": stage, "model": model_cfg, "train": train_cfg, "max_length": max_length,
-         "seed": seed, "encoder": encoder_source},
-        [*train_files, valid_file, tokenizer_dir, *([encoder_source] if encoder_source and Path(encoder_source).exists() else [])],
+        {
+            "stage": stage,
+            "model": model_cfg,
+            "train": train_cfg,
+            "max_length": max_length,
+            "seed": seed,
+            "encoder": encoder_source,
+        },
+        [
+            *train_files,
+            valid_file,
+            tokenizer_dir,
+            *([encoder_source] if encoder_source and Path(encoder_source).exists() else []),
+        ],
     )
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
     state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)

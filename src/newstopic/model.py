@@ -107,7 +107,11 @@ AutoModelForSequenceClassification.register(NewsTopicConfig, NewsTopicClassifier
 
 
 def build_classifier(
-    encoder: PreTrainedModel, pooling: str, dropout: float, head_hidden_size: int, id2label: dict[int, str] | None = None
+    encoder: PreTrainedModel,
+    pooling: str,
+    dropout: float,
+    head_hidden_size: int,
+    id2label: dict[int, str] | None = None,
 ) -> NewsTopicClassifier:
     """A classifier whose encoder starts from `encoder`'s weights; the head is new."""
     enc_cfg = encoder.config.to_dict()

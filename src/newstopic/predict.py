@@ -27,9 +27,7 @@ PROBS_SCHEMA = pa.schema(
 
 
 @torch.inference_mode()
-def predict_proba(
-    model: torch.nn.Module, ids: list[list[int]], pad_id: int, batch_size: int
-) -> np.ndarray:
+def predict_proba(model: torch.nn.Module, ids: list[list[int]], pad_id: int, batch_size: int) -> np.ndarray:
     """Class probabilities (n, num_labels) for token-id lists, in the order given."""
     was_training = model.training
     model.eval()
@@ -63,22 +61,28 @@ def predict_parquet(
         if col not in source.schema_arrow.names:
             raise InputError(f"{test_path}: missing column {col!r}")
     n = 0
-    with atomic_path(probs_path) as tmp_probs, atomic_path(submission_path) as tmp_sub:
-        with pq.ParquetWriter(tmp_probs, PROBS_SCHEMA) as writer, open(tmp_sub, "w") as sub:
-            sub.write("index,topic_idx\n")
-            for chunk in source.iter_batches(batch_size=read_batch_rows, columns=["index", "title"]):
-                index = chunk.column("index").to_numpy()
-                titles = chunk.column("title").to_pylist()
-                probs = predict_proba(model, encode(tokenizer, titles, max_length),
-                                      tokenizer.pad_token_id, batch_size)
-                pred = probs.argmax(1)
-                frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
-                frame.insert(0, "index", index)
-                frame["topic_idx"] = pred
-                writer.write_table(pa.Table.from_pandas(frame, schema=PROBS_SCHEMA, preserve_index=False))
-                sub.writelines(f"{i},{p}\n" for i, p in zip(index, pred, strict=True))
-                n += len(index)
-                log.info("predicted %d rows", n)
+    # Both files appear together (renamed after both writers closed), or neither does.
+    with (
+        atomic_path(probs_path) as tmp_probs,
+        atomic_path(submission_path) as tmp_sub,
+        pq.ParquetWriter(tmp_probs, PROBS_SCHEMA) as writer,
+        open(tmp_sub, "w") as sub,
+    ):
+        sub.write("index,topic_idx\n")
+        for chunk in source.iter_batches(batch_size=read_batch_rows, columns=["index", "title"]):
+            index = chunk.column("index").to_numpy()
+            titles = chunk.column("title").to_pylist()
+            probs = predict_proba(
+                model, encode(tokenizer, titles, max_length), tokenizer.pad_token_id, batch_size
+            )
+            pred = probs.argmax(1)
+            frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
+            frame.insert(0, "index", index)
+            frame["topic_idx"] = pred
+            writer.write_table(pa.Table.from_pandas(frame, schema=PROBS_SCHEMA, preserve_index=False))
+            sub.writelines(f"{i},{p}\n" for i, p in zip(index, pred, strict=True))
+            n += len(index)
+            log.info("predicted %d rows", n)
     return n
 
 
@@ -99,6 +103,12 @@ def predict_model_dir(
     tokenizer = load_tokenizer(model_dir)
     model = NewsTopicClassifier.from_pretrained(model_dir)
     return predict_parquet(
-        model, tokenizer, test_path, probs_path, submission_path,
-        max_length=max_length, batch_size=batch_size, read_batch_rows=read_batch_rows,
+        model,
+        tokenizer,
+        test_path,
+        probs_path,
+        submission_path,
+        max_length=max_length,
+        batch_size=batch_size,
+        read_batch_rows=read_batch_rows,
     )

@@ -28,9 +28,7 @@ LABELED_SCHEMA = pa.schema(
         ("topic_idx", pa.int64()),
     ]
 )
-UNLABELED_SCHEMA = pa.schema(
-    [("index", pa.int64()), ("title", pa.string()), ("title_raw", pa.string())]
-)
+UNLABELED_SCHEMA = pa.schema([("index", pa.int64()), ("title", pa.string()), ("title_raw", pa.string())])
 TRAIN_COLUMNS = ["index", "title", "topic_idx"]
 TEST_COLUMNS = ["index", "title"]
 
@@ -76,9 +74,7 @@ def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
         raise InputError(f"{path}: missing column {missing[0]!r} (header: {','.join(header)})")
     extra = [h or "<unnamed>" for h in header if h not in required]
     if extra:
-        raise InputError(
-            f"{path}: unexpected column {extra[0]!r} (expected exactly {','.join(required)})"
-        )
+        raise InputError(f"{path}: unexpected column {extra[0]!r} (expected exactly {','.join(required)})")
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.ParserError as exc:
@@ -114,16 +110,12 @@ def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
         out_of_range = np.flatnonzero(~label.between(0, NUM_LABELS - 1).to_numpy())
         if out_of_range.size:
             i = out_of_range[0]
-            raise InputError(
-                f"{path}: {row_name(i)}: topic_idx {raw.iat[i]} is outside 0..{NUM_LABELS - 1}"
-            )
+            raise InputError(f"{path}: {row_name(i)}: topic_idx {raw.iat[i]} is outside 0..{NUM_LABELS - 1}")
         out["topic_idx"] = label.astype(np.int64).to_numpy()
     return out
 
 
-def stratified_split(
-    labels: np.ndarray, valid_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of train and valid, each class split in the same proportion."""
     rng = np.random.default_rng(seed)
     train_idx, valid_idx = [], []

@@ -56,23 +56,42 @@ def mlm_pretrain(
         batch = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
         special = special_tokens_mask(batch["input_ids"], special_ids)
         masked, positions, labels = mask_tokens(
-            batch["input_ids"], special, tokenizer.mask_token_id, vocab_size,
-            mlm_cfg["mask_prob"], step_generator(seed, step),
+            batch["input_ids"],
+            special,
+            tokenizer.mask_token_id,
+            vocab_size,
+            mlm_cfg["mask_prob"],
+            step_generator(seed, step),
         )
-        return {"input_ids": masked, "attention_mask": batch["attention_mask"],
-                "positions": positions, "labels": labels}
+        return {
+            "input_ids": masked,
+            "attention_mask": batch["attention_mask"],
+            "positions": positions,
+            "labels": labels,
+        }
 
     def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
         return masked_lm_loss(m, b["input_ids"], b["attention_mask"], b["positions"], b["labels"])
 
     settings = LoopSettings(
-        epochs=mlm_cfg["epochs"], batch_size=mlm_cfg["batch_size"], lr=mlm_cfg["lr"],
-        weight_decay=mlm_cfg["weight_decay"], warmup_ratio=mlm_cfg["warmup_ratio"],
-        max_grad_norm=mlm_cfg["max_grad_norm"], seed=seed,
-        checkpoint_every=checkpoint_every, log_every=log_every,
+        epochs=mlm_cfg["epochs"],
+        batch_size=mlm_cfg["batch_size"],
+        lr=mlm_cfg["lr"],
+        weight_decay=mlm_cfg["weight_decay"],
+        warmup_ratio=mlm_cfg["warmup_ratio"],
+        max_grad_norm=mlm_cfg["max_grad_norm"],
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
     )
     run_id = fingerprint(
-        {"stage": "mlm", "model": model_cfg, "mlm": mlm_cfg, "max_length": max_length, "seed": seed},
+        {
+            "stage": "mlm",
+            "model": model_cfg,
+            "mlm": mlm_cfg,
+            "max_length": max_length,
+            "seed": seed,
+        },
         [*text_files, tokenizer_dir],
     )
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)

@@ -43,8 +43,13 @@ def select_pseudo_labels(
 
 
 def pseudo_label_files(
-    probs_path: str, test_path: str, rows_path: str, report_path: str, *,
-    threshold: float, max_per_class: int | None,
+    probs_path: str,
+    test_path: str,
+    rows_path: str,
+    report_path: str,
+    *,
+    threshold: float,
+    max_per_class: int | None,
 ) -> dict[str, Any]:
     """The pseudo_label stage: read probabilities and test titles, write rows + report."""
     import pyarrow.parquet as pq

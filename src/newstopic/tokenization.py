@@ -88,8 +88,7 @@ def pretrained_tokenizer(
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"model.name_or_path: cannot load a tokenizer from {name_or_path!r}: "
-            f"{str(exc).splitlines()[0]}"
+            f"model.name_or_path: cannot load a tokenizer from {name_or_path!r}: {str(exc).splitlines()[0]}"
         ) from None
     tok.model_max_length = max_length
     return tok

@@ -68,7 +68,10 @@ class LoopSettings:
 
 
 def param_groups(
-    model: torch.nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    head_lr: float | None = None,
     head_prefix: str = "head.",
 ) -> list[dict[str, Any]]:
     """AdamW groups: no decay on biases and norms; the new head may get its own lr."""
@@ -80,8 +83,11 @@ def param_groups(
         is_head = head_lr is not None and name.startswith(head_prefix)
         groups.setdefault((decay, is_head), []).append(p)
     return [
-        {"params": ps, "weight_decay": weight_decay if decay else 0.0,
-         "lr": head_lr if is_head else lr}
+        {
+            "params": ps,
+            "weight_decay": weight_decay if decay else 0.0,
+            "lr": head_lr if is_head else lr,
+        }
         for (decay, is_head), ps in sorted(groups.items())
     ]
 
@@ -108,9 +114,7 @@ def train(
     steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
     total_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, s.lr, s.weight_decay, s.head_lr), lr=s.lr)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(s.warmup_ratio * total_steps), total_steps
-    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total_steps), total_steps)
 
     state = checkpoints.resume(model, optimizer, scheduler)
     if state is None:
@@ -148,15 +152,20 @@ def train(
                 state.epoch_loss_sum += loss_value
                 state.epoch_batches += 1
                 if state.step % s.log_every == 0:
-                    log.info("step %d/%d epoch %d loss %.4f lr %.2e", state.step, total_steps,
-                             epoch, running_loss / running_n, scheduler.get_last_lr()[0])
+                    log.info(
+                        "step %d/%d epoch %d loss %.4f lr %.2e",
+                        state.step,
+                        total_steps,
+                        epoch,
+                        running_loss / running_n,
+                        scheduler.get_last_lr()[0],
+                    )
                     running_loss, running_n = 0.0, 0
                 state.train_seconds = time.perf_counter() - t0
                 if stop or state.step % s.checkpoint_every == 0:
                     save()
                 if stop:
-                    log.warning("signal %d: checkpoint saved at step %d, stopping", stop.signal,
-                                state.step)
+                    log.warning("signal %d: checkpoint saved at step %d, stopping", stop.signal, state.step)
                     raise TrainingInterrupted(f"stopped by signal {stop.signal} at step {state.step}")
 
             # End of an epoch (or of the last, partial one): evaluate, keep the best.
@@ -171,8 +180,11 @@ def train(
                 if state.best_metric is None or record[metric] > state.best_metric:
                     state.best_metric, state.best_step = record[metric], state.step
                     checkpoints.save_best(model, state.step, record[metric])
-                log.info("epoch %d: %s", epoch + 1,
-                         " ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+                log.info(
+                    "epoch %d: %s",
+                    epoch + 1,
+                    " ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)),
+                )
             state.history.append(record)
             state.train_seconds = time.perf_counter() - t0
             save()

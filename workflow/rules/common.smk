@@ -48,11 +48,10 @@ def encoder_input():
     return [f"{RESULTS}/mlm/model"] if config["mlm"]["enabled"] else []
 
 
-def encoder_source():
-    """Where fine-tuning takes its encoder from: MLM output, the configured model, or None (random)."""
-    if config["mlm"]["enabled"]:
-        return f"{RESULTS}/mlm/model"
-    return config["model"]["name_or_path"]
+def encoder_param(wildcards, input):
+    """Where fine-tuning takes its encoder from: the MLM output, else model.name_or_path
+    (hub id or local directory), else None (random init from model.arch)."""
+    return input.encoder[0] if input.encoder else config["model"]["name_or_path"]
 
 
 def final_stage():
@@ -65,5 +64,8 @@ def final_targets():
         f"{RESULTS}/finetune/metrics.json",
     ]
     if config["pseudo_label"]["enabled"]:
-        targets += [f"{RESULTS}/retrain/metrics.json", f"{RESULTS}/pseudo_label/report.json"]
+        targets += [
+            f"{RESULTS}/retrain/metrics.json",
+            f"{RESULTS}/pseudo_label/report.json",
+        ]
     return targets

@@ -5,15 +5,17 @@ rule predict:
     output:
         probs=f"{RESULTS}/{{stage}}/test_probs.parquet",
         submission=f"{RESULTS}/{{stage}}/submission.csv",
-    params:
-        max_length=config["tokenizer"]["max_length"],
-        batch_size=config["predict"]["batch_size"],
-        read_batch_rows=config["predict"]["read_batch_rows"],
-    threads: config["runtime"]["threads"]
     log:
         f"{LOGS}/predict_{{stage}}.log",
     benchmark:
         f"{BENCHMARKS}/predict_{{stage}}.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    params:
+        max_length=config["tokenizer"]["max_length"],
+        batch_size=config["predict"]["batch_size"],
+        read_batch_rows=config["predict"]["read_batch_rows"],
     script:
         "../../scripts/predict.py"
 
@@ -25,5 +27,7 @@ rule submission:
         f"{RESULTS}/submission.csv",
     log:
         f"{LOGS}/submission.log",
+    conda:
+        "../../envs/newstopic.yaml"
     shell:
         "(cp {input} {output}.tmp && mv {output}.tmp {output}) > {log} 2>&1"

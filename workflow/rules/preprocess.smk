@@ -6,14 +6,16 @@ rule preprocess:
         train=f"{RESULTS}/data/train.parquet",
         valid=f"{RESULTS}/data/valid.parquet",
         test=f"{RESULTS}/data/test.parquet",
+    log:
+        f"{LOGS}/preprocess.log",
+    conda:
+        "../../envs/newstopic.yaml"
     params:
         valid_fraction=config["preprocess"]["valid_fraction"],
         remove_pattern=config["preprocess"]["remove_pattern"],
         sample_per_class=config["preprocess"]["sample_per_class"],
         test_sample=config["preprocess"]["test_sample"],
         seed=config["seed"],
-    log:
-        f"{LOGS}/preprocess.log",
     script:
         "../../scripts/preprocess.py"
 
@@ -23,10 +25,12 @@ rule build_tokenizer:
         texts=mlm_text_files(),
     output:
         directory(f"{RESULTS}/tokenizer"),
+    log:
+        f"{LOGS}/build_tokenizer.log",
+    conda:
+        "../../envs/newstopic.yaml"
     params:
         tokenizer=config["tokenizer"],
         model=config["model"],
-    log:
-        f"{LOGS}/build_tokenizer.log",
     script:
         "../../scripts/build_tokenizer.py"

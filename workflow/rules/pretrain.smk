@@ -5,19 +5,21 @@ rule mlm_pretrain:
     output:
         model=directory(f"{RESULTS}/mlm/model"),
         metrics=f"{RESULTS}/mlm/metrics.json",
+    log:
+        f"{LOGS}/mlm_pretrain.log",
+    benchmark:
+        f"{BENCHMARKS}/mlm_pretrain.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
     params:
+        **runtime_params(),
         model=config["model"],
         mlm=config["mlm"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
         scratch=scratch("mlm_pretrain"),
-        **runtime_params(),
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        f"{LOGS}/mlm_pretrain.log",
-    benchmark:
-        f"{BENCHMARKS}/mlm_pretrain.tsv"
     script:
         "../../scripts/mlm_pretrain.py"

@@ -7,21 +7,23 @@ rule finetune:
     output:
         model=directory(f"{RESULTS}/finetune/model"),
         metrics=f"{RESULTS}/finetune/metrics.json",
+    log:
+        f"{LOGS}/finetune.log",
+    benchmark:
+        f"{BENCHMARKS}/finetune.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
     params:
-        encoder=encoder_source(),
+        **runtime_params(),
+        encoder=encoder_param,
         model=config["model"],
         train=config["finetune"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
         scratch=scratch("finetune"),
-        **runtime_params(),
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        f"{LOGS}/finetune.log",
-    benchmark:
-        f"{BENCHMARKS}/finetune.tsv"
     script:
         "../../scripts/finetune.py"
 
@@ -33,11 +35,13 @@ rule pseudo_label:
     output:
         rows=f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
         report=f"{RESULTS}/pseudo_label/report.json",
+    log:
+        f"{LOGS}/pseudo_label.log",
+    conda:
+        "../../envs/newstopic.yaml"
     params:
         threshold=config["pseudo_label"]["threshold"],
         max_per_class=config["pseudo_label"]["max_per_class"],
-    log:
-        f"{LOGS}/pseudo_label.log",
     script:
         "../../scripts/pseudo_label.py"
 
@@ -54,20 +58,22 @@ rule retrain:
     output:
         model=directory(f"{RESULTS}/retrain/model"),
         metrics=f"{RESULTS}/retrain/metrics.json",
+    log:
+        f"{LOGS}/retrain.log",
+    benchmark:
+        f"{BENCHMARKS}/retrain.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
     params:
-        encoder=encoder_source(),
+        **runtime_params(),
+        encoder=encoder_param,
         model=config["model"],
         train=config["retrain"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
         scratch=scratch("retrain"),
-        **runtime_params(),
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        f"{LOGS}/retrain.log",
-    benchmark:
-        f"{BENCHMARKS}/retrain.tsv"
     script:
         "../../scripts/finetune.py"
