@@ -2,13 +2,17 @@
 
 import torch
 
+from newstopic import distributed
 from newstopic.errors import run_main
 from newstopic.logs import setup_logging
 from newstopic.pretrain import mlm_pretrain
 
 sm = snakemake  # noqa: F821
+# Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
+distributed.start(sm.resources.processes, sm.resources.nodes)
 log = setup_logging(sm.log[0])
-torch.set_num_threads(sm.threads)
+distributed.quiet_unless_main(log)
+torch.set_num_threads(max(1, sm.threads // sm.resources.processes))
 metrics = run_main(
     mlm_pretrain,
     list(sm.input.texts),

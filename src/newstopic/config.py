@@ -104,6 +104,15 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
         )
 
 
+    for rule, res in cfg["resources"].items():
+        procs = res.get("processes")
+        if res["gpus"] and procs is not None and procs != res["gpus"]:
+            raise ConfigError(
+                f"{source}: key 'resources.{rule}.processes' ({procs}) must equal "
+                f"resources.{rule}.gpus ({res['gpus']}): one training process per GPU"
+            )
+
+
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
     try:

@@ -95,10 +95,11 @@ def masked_lm_loss(
     attention_mask: torch.Tensor,
     positions: torch.Tensor,
     labels: torch.Tensor,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Cross-entropy of the LM head evaluated on the masked positions only."""
     encoder, head = split_mlm(model)
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1])[positions]
     logits = head(picked)
-    return nn.functional.cross_entropy(logits.float(), labels)
+    return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from newstopic import distributed
 from newstopic.atomic import atomic_path, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.data import encode, pad_batch
@@ -95,8 +96,8 @@ def finetune(
         batch["labels"] = labels[rows]
         return batch
 
-    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return m(**b).loss
+    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return m(**b).loss * len(b["labels"]), len(b["labels"])
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         probs = predict_proba(m, valid_ids, tokenizer.pad_token_id, train_cfg["eval_batch_size"])
@@ -133,9 +134,10 @@ def finetune(
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
     state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)
 
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    if distributed.is_main():  # one writer; every rank holds the same weights
+        with atomic_path(out_dir) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     best = next(h for h in state.history if h["step"] == state.best_step)
     metrics = {
         "stage": stage,
@@ -151,6 +153,7 @@ def finetune(
         "encoder_source": encoder_source,
         "history": state.history,
     }
-    write_json(metrics_path, metrics)
-    checkpoints.clear()
+    if distributed.is_main():
+        write_json(metrics_path, metrics)
+        checkpoints.clear()
     return metrics

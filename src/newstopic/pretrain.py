@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from newstopic import distributed
 from newstopic.atomic import atomic_path, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.data import encode, mask_tokens, pad_batch, special_tokens_mask, step_generator
@@ -20,6 +21,8 @@ from newstopic.tokenization import load_tokenizer
 from newstopic.training import LoopSettings, train
 
 log = logging.getLogger("newstopic")
+
+IGNORE = -100  # target of the tokens that are not predicted
 
 
 def mlm_pretrain(
@@ -53,6 +56,8 @@ def mlm_pretrain(
     vocab_size = model.get_input_embeddings().num_embeddings
 
     def make_batch(rows: np.ndarray, step: int) -> dict[str, torch.Tensor]:
+        # Masks are drawn for the whole global batch from (seed, step): the same whatever the
+        # number of processes that share it.
         batch = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
         special = special_tokens_mask(batch["input_ids"], special_ids)
         masked, positions, labels = mask_tokens(
@@ -63,15 +68,19 @@ def mlm_pretrain(
             mlm_cfg["mask_prob"],
             step_generator(seed, step),
         )
-        return {
-            "input_ids": masked,
-            "attention_mask": batch["attention_mask"],
-            "positions": positions,
-            "labels": labels,
-        }
+        # Targets as a row-aligned [batch, length] tensor (IGNORE elsewhere), so that a batch
+        # splits by rows between processes.
+        targets = torch.full_like(masked, IGNORE)
+        targets.view(-1)[positions] = labels
+        return {"input_ids": masked, "attention_mask": batch["attention_mask"], "targets": targets}
 
-    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return masked_lm_loss(m, b["input_ids"], b["attention_mask"], b["positions"], b["labels"])
+    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        chosen = b["targets"] != IGNORE
+        positions = torch.nonzero(chosen.flatten()).flatten()
+        loss = masked_lm_loss(
+            m, b["input_ids"], b["attention_mask"], positions, b["targets"][chosen], reduction="sum"
+        )
+        return loss, len(positions)
 
     settings = LoopSettings(
         epochs=mlm_cfg["epochs"],
@@ -97,9 +106,10 @@ def mlm_pretrain(
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
     state = train(model, lengths, make_batch, loss_fn, None, settings, checkpoints)
 
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    if distributed.is_main():  # one writer; every rank holds the same weights
+        with atomic_path(out_dir) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     losses = [h for h in state.history]
     metrics = {
         "stage": "mlm_pretrain",
@@ -110,6 +120,7 @@ def mlm_pretrain(
         "seconds": round(time.perf_counter() - start, 2),
         "history": losses,
     }
-    write_json(metrics_path, metrics)
-    checkpoints.clear()
+    if distributed.is_main():
+        write_json(metrics_path, metrics)
+        checkpoints.clear()
     return metrics

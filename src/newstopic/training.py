@@ -3,6 +3,10 @@
 One loop, read top to bottom: AdamW, linear warmup + linear decay, gradient clipping,
 length-grouped batches, evaluation at the end of every epoch, best model kept, and a
 resumable checkpoint every N steps (and at each epoch end and on SIGTERM/SIGUSR1).
+
+With several processes (newstopic.distributed) each rank takes its rows of the same global
+batch, DistributedDataParallel averages the gradients, and rank 0 evaluates and writes the
+checkpoints: the loss curve is that of one process with the same global batch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from newstopic import distributed
 from newstopic.checkpoint import CheckpointDir, TrainState
 from newstopic.data import length_grouped_batches
 
@@ -92,11 +97,27 @@ def param_groups(
     ]
 
 
+# (model, batch) -> (sum of the per-item losses, number of items)
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
+
+
+class _WithLoss(torch.nn.Module):
+    """The model and its loss as one module, so DistributedDataParallel sees the forward pass."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return self.loss_fn(self.model, batch)
+
+
 def train(
     model: torch.nn.Module,
     lengths: np.ndarray,
     make_batch: Callable[[np.ndarray, int], dict[str, torch.Tensor]],
-    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    loss_fn: LossFn,
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None,
     settings: LoopSettings,
     checkpoints: CheckpointDir,
@@ -105,27 +126,41 @@ def train(
     """Train `model` in place; return the final state (with the per-epoch history).
 
     `make_batch(rows, step)` builds the batch of the given row positions (it may use `step`
-    to seed per-step randomness such as MLM masks); `loss_fn(model, batch)` returns the
-    loss; `evaluate(model)` returns metrics, `metric` among them (higher is better). On
-    return the model holds the best weights (or the last, without `evaluate`).
+    to seed per-step randomness such as MLM masks), every tensor with one row per position;
+    `loss_fn(model, batch)` returns (the sum of the per-item losses, the number of items),
+    items being rows or masked tokens; the loss is their mean over the global batch.
+    `evaluate(model)` returns metrics, `metric` among them (higher is better). On return
+    the model holds the best weights (or the last, without `evaluate`).
     """
     s = settings
-    torch.manual_seed(s.seed)
+    world, main, dev = distributed.world_size(), distributed.is_main(), distributed.device()
+    torch.manual_seed(s.seed + distributed.rank())  # dropout noise differs between ranks
+    model.to(dev)
     steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
     total_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, s.lr, s.weight_decay, s.head_lr), lr=s.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total_steps), total_steps)
 
     state = checkpoints.resume(model, optimizer, scheduler)
+    distributed.barrier()  # every rank has read the checkpoint before rank 0 changes anything
     if state is None:
-        checkpoints.clear()  # stale state of another run, if any
+        if main:
+            checkpoints.clear()  # stale state of another run, if any
         state = TrainState()
         log.info("starting at step 0 of %d (%d steps per epoch)", total_steps, steps_per_epoch)
     else:
         log.info("resumed at step %d of %d from %s", state.step, total_steps, checkpoints.root)
+        if world > 1:  # the checkpoint holds rank 0's RNG state only
+            torch.manual_seed(s.seed + distributed.rank() + world * state.step)
+    step_model: torch.nn.Module = _WithLoss(model, loss_fn)
+    if world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
 
     def save() -> None:
-        checkpoints.save(model, optimizer, scheduler, state)
+        if main:
+            checkpoints.save(model, optimizer, scheduler, state)
 
     t0 = time.perf_counter() - state.train_seconds
     running_loss, running_n = 0.0, 0
@@ -138,15 +173,21 @@ def train(
             last = min(len(batches), total_steps - epoch * steps_per_epoch)
             model.train()
             for rows in batches[first:last]:
-                batch = make_batch(rows, state.step)
-                loss = loss_fn(model, batch)
-                loss.backward()
+                batch = make_batch(rows, state.step)  # the global batch, the same on every rank
+                local, weight = distributed.shard(batch, len(rows))
+                loss_sum, items = step_model({k: v.to(dev) for k, v in local.items()})
+                (total_items,) = distributed.all_reduce_sum([items * weight], dev)
+                loss = loss_sum * weight / max(total_items, 1)  # this rank's share of the mean
+                # DistributedDataParallel averages gradients over ranks; x world makes it the sum.
+                (loss * world).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-                loss_value = loss.item()
+                # One all-reduce: the global loss, and whether any rank was asked to stop
+                # (all ranks stop at the same step).
+                loss_value, stop_votes = distributed.all_reduce_sum([loss.item(), float(bool(stop))], dev)
                 running_loss += loss_value
                 running_n += 1
                 state.epoch_loss_sum += loss_value
@@ -162,10 +203,14 @@ def train(
                     )
                     running_loss, running_n = 0.0, 0
                 state.train_seconds = time.perf_counter() - t0
-                if stop or state.step % s.checkpoint_every == 0:
+                if stop_votes or state.step % s.checkpoint_every == 0:
                     save()
-                if stop:
-                    log.warning("signal %d: checkpoint saved at step %d, stopping", stop.signal, state.step)
+                if stop_votes:
+                    distributed.barrier()  # no rank exits (and takes the others down) mid-save
+                    if main:
+                        log.warning(
+                            "signal %s: checkpoint saved at step %d, stopping", stop.signal, state.step
+                        )
                     raise TrainingInterrupted(f"stopped by signal {stop.signal} at step {state.step}")
 
             # End of an epoch (or of the last, partial one): evaluate, keep the best.
@@ -176,10 +221,12 @@ def train(
             }
             state.epoch_loss_sum, state.epoch_batches = 0.0, 0
             if evaluate is not None:
-                record.update(evaluate(model))
+                # Rank 0 evaluates; the others take its figures so that all agree on the best.
+                record.update(distributed.broadcast(evaluate(model) if main else None))
                 if state.best_metric is None or record[metric] > state.best_metric:
                     state.best_metric, state.best_step = record[metric], state.step
-                    checkpoints.save_best(model, state.step, record[metric])
+                    if main:
+                        checkpoints.save_best(model, state.step, record[metric])
                 log.info(
                     "epoch %d: %s",
                     epoch + 1,
@@ -189,6 +236,7 @@ def train(
             state.train_seconds = time.perf_counter() - t0
             save()
 
+    distributed.barrier()  # rank 0's last checkpoint and best model are on disk
     if evaluate is not None:
         checkpoints.load_best(model)
     return state

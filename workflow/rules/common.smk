@@ -1,6 +1,7 @@
 import sys
 
 from newstopic.config import validate_config
+from newstopic.resources import job_resources
 from newstopic.errors import ConfigError
 
 try:
@@ -24,6 +25,12 @@ wildcard_constraints:
 def scratch(rule_name):
     """Resumable checkpoints of a training rule: deliberately not a declared output."""
     return f"{SCRATCH}/{rule_name}"
+
+
+def resources_of(rule_name):
+    """GPUs, nodes, processes, runtime and memory of a GPU-capable rule, from config
+    'resources' (the Slurm profile turns them into sbatch flags; 0 GPUs by default)."""
+    return job_resources(config["resources"][rule_name])
 
 
 def runtime_params():

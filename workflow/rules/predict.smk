@@ -12,6 +12,8 @@ rule predict:
     conda:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
+    resources:
+        **resources_of("predict"),
     params:
         max_length=config["tokenizer"]["max_length"],
         batch_size=config["predict"]["batch_size"],

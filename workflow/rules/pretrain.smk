@@ -13,7 +13,7 @@ rule mlm_pretrain:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **resources_of("mlm_pretrain"),
     params:
         **runtime_params(),
         model=config["model"],

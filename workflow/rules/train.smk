@@ -15,7 +15,7 @@ rule finetune:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **resources_of("finetune"),
     params:
         **runtime_params(),
         encoder=encoder_param,
@@ -66,7 +66,7 @@ rule retrain:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **resources_of("retrain"),
     params:
         **runtime_params(),
         encoder=encoder_param,

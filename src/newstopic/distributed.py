@@ -1,0 +1,167 @@
+"""Training on several processes: one per GPU (or several on CPU), on one or more nodes.
+
+A training script calls `start(processes, nodes)` first. With one process in all it returns
+and nothing changes. With more, the first call re-runs the same script under torchrun (one
+torchrun per node, through srun when there are several nodes) and exits with its status;
+each worker then joins the process group (nccl on GPUs, gloo on CPU) and the training loop
+uses the helpers below: every rank builds the same global batch (batches are a pure
+function of (seed, epoch), MLM masks of (seed, step)) and takes its own rows, gradients
+are averaged by DistributedDataParallel, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# -- launching --------------------------------------------------------------------------------
+
+WORKER_ENV = "LOCAL_RANK"  # set by torchrun in each worker
+
+
+def is_worker() -> bool:
+    """True in a process started by torchrun."""
+    return WORKER_ENV in os.environ
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_command(script: str, processes: int, nodes: int) -> list[str]:
+    """The command that runs `script` in `processes` workers on each of `nodes` nodes."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
+    if nodes == 1:
+        return [*torchrun, "--standalone", script]
+    # Several nodes: this process runs on the allocation's first node, which hosts the
+    # rendezvous; srun starts one torchrun per node inside the Slurm allocation.
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        raise RuntimeError(f"nodes={nodes} needs a Slurm allocation (SLURM_JOB_ID is not set)")
+    return [
+        *("srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"),
+        *torchrun,
+        f"--nnodes={nodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={socket.gethostname()}:{_free_port()}",
+        f"--rdzv-id={job_id}",
+        script,
+    ]
+
+
+def start(processes: int = 1, nodes: int = 1) -> None:
+    """Make the calling script a training process (call it first, before any work).
+
+    One process in all: return. More, outside torchrun: re-run this script under torchrun
+    and exit with its status. In a torchrun worker: join the process group and return.
+    """
+    if is_worker():
+        _init_process_group()
+        return
+    if processes * nodes == 1:
+        return
+    cmd = torchrun_command(os.path.abspath(sys.argv[0]), processes, nodes)
+    print(f"newstopic: {processes * nodes} training processes: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    # torchrun forwards SIGTERM to the workers (they checkpoint and stop) but dies of SIGUSR1,
+    # which Slurm may send to every process of the job: it ignores SIGUSR1 (workers set their
+    # own handler), and a signal sent to this process reaches the workers as SIGTERM.
+    child = subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGUSR1, signal.SIG_IGN))
+
+    def forward(_signum: int, _frame: Any) -> None:
+        child.send_signal(signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(sig, forward)
+    sys.exit(child.wait())
+
+
+def _init_process_group() -> None:
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ[WORKER_ENV]))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    atexit.register(_destroy)
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# -- in the training loop ---------------------------------------------------------------------
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Rank 0 (or the only process): the one that logs and writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def device() -> torch.device:
+    """This process's GPU (one per local rank), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get(WORKER_ENV, "0")))
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(values: Sequence[float], dev: torch.device) -> list[float]:
+    """Sum `values` over all processes (identity with one process)."""
+    t = torch.tensor(list(values), dtype=torch.float64, device=dev)
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (a picklable object)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard(batch: Mapping[str, torch.Tensor], n_rows: int) -> tuple[dict[str, torch.Tensor], float]:
+    """This rank's contiguous slice of the rows of a global batch, and its weight.
+
+    A rank left with no rows (a batch smaller than the world) gets the first row with weight
+    0: it still runs forward and backward, which DistributedDataParallel needs of every rank.
+    """
+    r, w = rank(), world_size()
+    lo, hi = r * n_rows // w, (r + 1) * n_rows // w
+    if lo == hi:
+        return {k: v[:1] for k, v in batch.items()}, 0.0
+    return {k: v[lo:hi] for k, v in batch.items()}, 1.0
+
+
+def quiet_unless_main(log: logging.Logger) -> None:
+    """Ranks other than 0 log warnings and errors only (rank 0 tells the story once)."""
+    if not is_main():
+        log.setLevel(logging.WARNING)
