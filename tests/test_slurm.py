@@ -4,7 +4,9 @@ started by .ci/slurm-up.sh, stopped by .ci/slurm-down.sh), driven through profil
 Every rule runs as a Slurm job; two training jobs are stopped mid-run, one by `scancel` (the
 SIGTERM of a cancellation or preemption) and one by SIGUSR1 (the warning the profile asks
 for before the time limit); their retries resume from the checkpoint written on the signal,
-and the submission is byte-identical to a local run with the same config.
+and the submission is byte-identical to a local run with the same config and tokenizer
+(build_tokenizer's WordPiece trainer numbers tokens of equal frequency in hash-map order,
+which differs from one process to the next, so the local run takes the cluster's).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, copy_workflow, run_snakemake, snakemake_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
@@ -65,7 +66,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory):
     """A running single-node cluster; yields the environment for Slurm clients."""
     missing = [p for p in SLURM_PROGRAMS if shutil.which(p) is None]
     if missing:
-        pytest.skip(f"Slurm is not installed ({', '.join(missing)} not found); .ci/run installs slurm-wlm, munge")
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} not found; .ci/run installs it)")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
     if os.geteuid() != 0:
@@ -73,17 +74,15 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory):
     if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
         pytest.skip(f"{SYSTEM_CONF} exists: a configured Slurm on this machine, not replaced by the test")
     cluster = tmp_path_factory.mktemp("slurm")
-    up = subprocess.run(
-        ["bash", str(REPO / ".ci" / "slurm-up.sh"), str(cluster)], capture_output=True, text=True, timeout=120
-    )
+    up_cmd = ["bash", str(REPO / ".ci" / "slurm-up.sh"), str(cluster)]
+    up = subprocess.run(up_cmd, capture_output=True, text=True, timeout=120)
     pids = _pids(cluster)
     try:
         assert up.returncode == 0, f"slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
         yield {**snakemake_env(), "SLURM_CONF": str(cluster / "slurm.conf"), "CLUSTER_DIR": str(cluster)}
     finally:
-        down = subprocess.run(
-            ["bash", str(REPO / ".ci" / "slurm-down.sh"), str(cluster)], capture_output=True, text=True, timeout=120
-        )
+        down_cmd = ["bash", str(REPO / ".ci" / "slurm-down.sh"), str(cluster)]
+        down = subprocess.run(down_cmd, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, f"slurm-down.sh failed:\n{down.stdout}\n{down.stderr}"
         assert not [p for p in pids if _alive(p)], f"daemons still running after slurm-down.sh: {pids}"
         assert not (SYSTEM_CONF.is_symlink() and os.readlink(SYSTEM_CONF).startswith(str(cluster)))
@@ -121,7 +120,8 @@ def _interrupt(env: dict[str, str], rule: str, log: Path, scancel_args: list[str
     while time.monotonic() < deadline:
         for line in _slurm(env, "squeue", "-h", "-t", "RUNNING", "-o", "%i %k").splitlines():
             job_id, _, comment = line.partition(" ")
-            if comment.strip() == f"rule_{rule}" and log.is_file() and re.search(r"step \d+/", log.read_text()):
+            progress = log.is_file() and re.search(r"step \d+/", log.read_text())
+            if comment.strip() == f"rule_{rule}" and progress:
                 _slurm(env, "scancel", *scancel_args, job_id)
                 return job_id
         time.sleep(0.2)
@@ -133,9 +133,6 @@ def _job_state(env: dict[str, str], job_id: str) -> str:
 
 
 def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
-    local = copy_workflow(tmp_path / "local")
-    run_snakemake(local, config=CONFIG)
-
     wf = copy_workflow(tmp_path / "slurm")
     (wf / "test_overlay.yaml").write_text(yaml.safe_dump(CONFIG))
     profile = _test_profile(wf)
@@ -150,9 +147,8 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
         try:
             deadline = time.monotonic() + 600
             cancelled = _interrupt(slurm_env, "mlm_pretrain", wf / "logs" / "mlm_pretrain.log", [], deadline)
-            warned = _interrupt(
-                slurm_env, "finetune", wf / "logs" / "finetune.log", ["--signal=USR1"], deadline
-            )
+            # SIGUSR1 to every process of the job step, as --signal=USR1@120 does near the limit.
+            warned = _interrupt(slurm_env, "finetune", wf / "logs" / "finetune.log", ["-s", "USR1"], deadline)
             rc = proc.wait(timeout=900)
         finally:
             if proc.poll() is None:
@@ -170,7 +166,10 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
 
     # The two interrupted jobs: each saved a checkpoint on its signal and the retry resumed
     # there. Slurm logs hold each attempt's stderr (the rule log is rewritten on retry).
-    for job_id, rule, state, signum in [(cancelled, "mlm_pretrain", "CANCELLED", 15), (warned, "finetune", "FAILED", 10)]:
+    for job_id, rule, state, signum in [
+        (cancelled, "mlm_pretrain", "CANCELLED", 15),
+        (warned, "finetune", "FAILED", 10),
+    ]:
         assert _job_state(slurm_env, job_id) == state
         stopped = jobs[job_id].read_text()
         saved = re.search(rf"signal {signum}: checkpoint saved at step (\d+), stopping", stopped)
@@ -179,10 +178,17 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
         retries = [log for j, log in jobs.items() if j != job_id and log.parent == jobs[job_id].parent]
         assert len(retries) == 1, retries
         assert k > 0
-        assert re.search(rf"resumed at step {k} of \d+", retries[0].read_text()), retries[0].read_text()[-3000:]
+        resumed = retries[0].read_text()
+        assert re.search(rf"resumed at step {k} of \d+", resumed), resumed[-3000:]
 
-    # Same config, same numbers: the interrupted-and-resumed cluster run equals the local one.
-    assert (wf / "results" / "submission.csv").read_bytes() == (local / "results" / "submission.csv").read_bytes()
+    # Same config, same numbers: the interrupted-and-resumed cluster run equals a local run.
+    local = copy_workflow(tmp_path / "local")
+    for part in ("data", "tokenizer"):
+        shutil.copytree(wf / "results" / part, local / "results" / part)
+    proc = run_snakemake(local, config=CONFIG)
+    assert "rule mlm_pretrain" in proc.stdout + proc.stderr
+    submissions = [(d / "results" / "submission.csv").read_bytes() for d in (wf, local)]
+    assert submissions[0] == submissions[1]
     for stage in ("finetune", "retrain"):
         probs = [pd.read_parquet(d / "results" / stage / "test_probs.parquet") for d in (wf, local)]
         pd.testing.assert_frame_equal(*probs)
