@@ -103,7 +103,6 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
             f"by model.arch.num_attention_heads ({arch['num_attention_heads']})"
         )
 
-
     for rule, res in cfg["resources"].items():
         procs = res.get("processes")
         if res["gpus"] and procs is not None and procs != res["gpus"]:
