@@ -9,7 +9,7 @@ from newstopic.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 # Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
-distributed.start(sm.resources.processes, sm.resources.nodes)
+distributed.start(sm.resources.processes, sm.resources.nodes, sm.threads)
 log = setup_logging(sm.log[0])
 distributed.quiet_unless_main(log)
 torch.set_num_threads(max(1, sm.threads // sm.resources.processes))

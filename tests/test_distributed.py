@@ -198,7 +198,7 @@ def test_torchrun_command_several_nodes(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(RuntimeError, match="needs a Slurm allocation"):
         torchrun_command("s.py", 4, 2)
     monkeypatch.setenv("SLURM_JOB_ID", "1234")
-    cmd = torchrun_command("s.py", 4, 2)
-    assert cmd[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    cmd = torchrun_command("s.py", 4, 2, cpus=16)
+    assert cmd[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=16"]
     assert "--nnodes=2" in cmd and "--nproc-per-node=4" in cmd and "--rdzv-id=1234" in cmd
     assert cmd[-1] == "s.py"

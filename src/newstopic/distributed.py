@@ -40,8 +40,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun_command(script: str, processes: int, nodes: int) -> list[str]:
-    """The command that runs `script` in `processes` workers on each of `nodes` nodes."""
+def torchrun_command(script: str, processes: int, nodes: int, cpus: int = 1) -> list[str]:
+    """The command that runs `script` in `processes` workers on each of `nodes` nodes
+    (`cpus` per node: the job step's share of the allocation on each node)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
     if nodes == 1:
         return [*torchrun, "--standalone", script]
@@ -51,7 +52,8 @@ def torchrun_command(script: str, processes: int, nodes: int) -> list[str]:
     if not job_id:
         raise RuntimeError(f"nodes={nodes} needs a Slurm allocation (SLURM_JOB_ID is not set)")
     return [
-        *("srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"),
+        *("srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", f"--cpus-per-task={cpus}"),
+        "--kill-on-bad-exit=1",
         *torchrun,
         f"--nnodes={nodes}",
         "--rdzv-backend=c10d",
@@ -61,7 +63,7 @@ def torchrun_command(script: str, processes: int, nodes: int) -> list[str]:
     ]
 
 
-def start(processes: int = 1, nodes: int = 1) -> None:
+def start(processes: int = 1, nodes: int = 1, cpus: int = 1) -> None:
     """Make the calling script a training process (call it first, before any work).
 
     One process in all: return. More, outside torchrun: re-run this script under torchrun
@@ -72,7 +74,7 @@ def start(processes: int = 1, nodes: int = 1) -> None:
         return
     if processes * nodes == 1:
         return
-    cmd = torchrun_command(os.path.abspath(sys.argv[0]), processes, nodes)
+    cmd = torchrun_command(os.path.abspath(sys.argv[0]), processes, nodes, cpus)
     print(f"newstopic: {processes * nodes} training processes: {' '.join(cmd)}", file=sys.stderr, flush=True)
     # torchrun forwards SIGTERM to the workers (they checkpoint and stop) but dies of SIGUSR1,
     # which Slurm may send to every process of the job: it ignores SIGUSR1 (workers set their
