@@ -14,11 +14,16 @@ from newstopic.finetune import initial_classifier
 from newstopic.model import NewsTopicClassifier, build_classifier
 
 ARCH = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-    max_position_embeddings=64, dropout=0.1,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    dropout=0.1,
 )
-MODEL_CFG = dict(name_or_path=None, trust_remote_code=False, arch=ARCH, pooling="mean", dropout=0.1,
-                 head_hidden_size=16)
+MODEL_CFG = dict(
+    name_or_path=None, trust_remote_code=False, arch=ARCH, pooling="mean", dropout=0.1, head_hidden_size=16
+)
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,8 +72,11 @@ def test_classifier_encoder_starts_from_the_mlm_weights(tmp_path: Path) -> None:
 def test_local_hub_style_model_directory(tmp_path: Path) -> None:
     """model.name_or_path pointing at a directory made by save_pretrained (as from the hub)."""
     torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=90, hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "hub")
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=90, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(tmp_path / "hub")
     model = mlm_from_pretrained(str(tmp_path / "hub"), vocab_size=100)
     assert model.get_input_embeddings().num_embeddings == 100  # resized to the tokenizer
     ids, mask = batch()

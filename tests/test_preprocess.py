@@ -54,8 +54,14 @@ def test_preprocess_writes_fixed_schema(tmp_path: Path) -> None:
     test = write(tmp_path / "test.csv", "index,title\n100,시험 제목\n101,또 다른 제목!\n")
     out = tmp_path / "out"
     counts = preprocess(
-        train, test, out / "train.parquet", out / "valid.parquet", out / "test.parquet",
-        valid_fraction=0.2, seed=0, remove_pattern=DEFAULT_PATTERN,
+        train,
+        test,
+        out / "train.parquet",
+        out / "valid.parquet",
+        out / "test.parquet",
+        valid_fraction=0.2,
+        seed=0,
+        remove_pattern=DEFAULT_PATTERN,
     )
     assert counts == {"train": 56, "valid": 14, "test": 2}
     assert pq.read_schema(out / "train.parquet").remove_metadata() == LABELED_SCHEMA

@@ -15,8 +15,13 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         probs[row, cls] = p
     frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
     frame.insert(0, "index", np.arange(100, 106))
-    test = pd.DataFrame({"index": np.arange(100, 106), "title": [f"t{i}" for i in range(6)],
-                         "title_raw": [f"r{i}" for i in range(6)]})
+    test = pd.DataFrame(
+        {
+            "index": np.arange(100, 106),
+            "title": [f"t{i}" for i in range(6)],
+            "title_raw": [f"r{i}" for i in range(6)],
+        }
+    )
     return frame, test
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
@@ -36,12 +35,27 @@ OUTPUTS = [
     "results/retrain/test_probs.parquet",
     "results/retrain/submission.csv",
     "results/submission.csv",
+    "results/baseline/metrics.json",
+    "results/baseline/submission.csv",
+    "results/summary.json",
+    "results/summary.md",
     "benchmarks/mlm_pretrain.tsv",
     "benchmarks/finetune.tsv",
     "benchmarks/retrain.tsv",
 ]
-RULE_LOGS = ["preprocess", "build_tokenizer", "mlm_pretrain", "finetune", "predict_finetune",
-             "pseudo_label", "retrain", "predict_retrain", "submission"]
+RULE_LOGS = [
+    "baseline",
+    "summary",
+    "preprocess",
+    "build_tokenizer",
+    "mlm_pretrain",
+    "finetune",
+    "predict_finetune",
+    "pseudo_label",
+    "retrain",
+    "predict_retrain",
+    "submission",
+]
 
 
 def check_submission(wf: Path, test_csv: Path, n_test: int | None = None) -> pd.DataFrame:
@@ -77,8 +91,15 @@ def test_demo_workflow_end_to_end(workflow_copy: Path) -> None:
     report = json.loads((wf / "results" / "pseudo_label" / "report.json").read_text())
     assert report["accepted"] > 0 and sum(report["per_class"].values()) == report["accepted"]
     retrain = json.loads((wf / "results" / "retrain" / "metrics.json").read_text())
-    assert retrain["train_rows"] == json.loads(
-        (wf / "results" / "finetune" / "metrics.json").read_text())["train_rows"] + report["accepted"]
+    assert (
+        retrain["train_rows"]
+        == json.loads((wf / "results" / "finetune" / "metrics.json").read_text())["train_rows"]
+        + report["accepted"]
+    )
+    summary = json.loads((wf / "results" / "summary.json").read_text())
+    assert set(summary["stages"]) == {"baseline", "finetune", "retrain"}
+    assert summary["stages"]["baseline"]["valid_accuracy"] > 0.8
+    assert summary["rules"]["mlm_pretrain"]["wall_s"] > 0
     # Successful training leaves no resumable state behind.
     assert not any((wf / "scratch").glob("*/step-*"))
 
@@ -92,13 +113,22 @@ def test_changing_a_hyperparameter_reruns_what_it_affects(workflow_copy: Path) -
     run_snakemake(wf, "--until", "pseudo_label")
     dry = run_snakemake(wf, "-n", "--until", "pseudo_label", config={"pseudo_label": {"threshold": 0.5}})
     out = dry.stdout + dry.stderr
-    assert "pseudo_label" in out and "mlm_pretrain" not in out and "finetune" not in out.replace(
-        "results/finetune", "")
+    assert (
+        "pseudo_label" in out
+        and "mlm_pretrain" not in out
+        and "finetune" not in out.replace("results/finetune", "")
+    )
 
 
 def test_lint_passes(repo: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=repo, env=snakemake_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=repo,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
 
@@ -110,8 +140,14 @@ def test_real_data_subsample_beats_majority_class(workflow_copy: Path, ynat: Pat
         "data": {"train": str(ynat / "train.csv"), "test": str(ynat / "test.csv")},
         "preprocess": {"sample_per_class": 500, "test_sample": 1000, "valid_fraction": 0.15},
         "tokenizer": {"vocab_size": 4000, "min_frequency": 2, "max_length": 32},
-        "model": {"arch": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-                           "intermediate_size": 256}},
+        "model": {
+            "arch": {
+                "hidden_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 256,
+            }
+        },
         "mlm": {"epochs": 6, "batch_size": 64, "lr": 1.0e-3},
         "finetune": {"epochs": 5, "batch_size": 32, "lr": 5.0e-4, "head_lr": 1.0e-3},
         "retrain": {"epochs": 5, "batch_size": 32, "lr": 5.0e-4, "head_lr": 1.0e-3},
