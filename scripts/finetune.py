@@ -26,6 +26,8 @@ metrics = run_main(
     checkpoint_every=sm.params.checkpoint_every,
     keep_checkpoints=sm.params.keep_checkpoints,
     log_every=sm.params.log_every,
+    device=sm.params.device,
+    precision=sm.params.precision,
     log_file=sm.log[0],
 )
 log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])

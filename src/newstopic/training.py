@@ -65,6 +65,20 @@ class LoopSettings:
     checkpoint_every: int = 50
     log_every: int = 20
     head_lr: float | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' = the GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast (matmuls in bfloat16 on GPUs and on CPUs with AMX/AVX512-BF16)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def param_groups(
@@ -111,6 +125,8 @@ def train(
     """
     s = settings
     torch.manual_seed(s.seed)
+    device = resolve_device(s.device)
+    model.to(device)
     steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
     total_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, s.lr, s.weight_decay, s.head_lr), lr=s.lr)
@@ -138,8 +154,9 @@ def train(
             last = min(len(batches), total_steps - epoch * steps_per_epoch)
             model.train()
             for rows in batches[first:last]:
-                batch = make_batch(rows, state.step)
-                loss = loss_fn(model, batch)
+                batch = {k: v.to(device) for k, v in make_batch(rows, state.step).items()}
+                with autocast(device, s.precision):
+                    loss = loss_fn(model, batch)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
                 optimizer.step()

@@ -32,6 +32,8 @@ def runtime_params():
         checkpoint_every=rt["checkpoint_every"],
         keep_checkpoints=rt["keep_checkpoints"],
         log_every=rt["log_every"],
+        device=rt["device"],
+        precision=rt["precision"],
     )
 
 
