@@ -20,6 +20,8 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:

@@ -9,7 +9,7 @@ from newstopic.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 # Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
-distributed.start(sm.resources.processes, sm.resources.nodes, sm.threads)
+distributed.start(sm.resources.processes, sm.resources.nodes, sm.threads, sm.params.device)
 log = setup_logging(sm.log[0])
 distributed.quiet_unless_main(log)
 torch.set_num_threads(max(1, sm.threads // sm.resources.processes))
@@ -30,6 +30,8 @@ metrics = run_main(
     checkpoint_every=sm.params.checkpoint_every,
     keep_checkpoints=sm.params.keep_checkpoints,
     log_every=sm.params.log_every,
+    device=sm.params.device,
+    precision=sm.params.precision,
     log_file=sm.log[0],
 )
 log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])

@@ -9,7 +9,7 @@ from newstopic.pretrain import mlm_pretrain
 
 sm = snakemake  # noqa: F821
 # Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
-distributed.start(sm.resources.processes, sm.resources.nodes, sm.threads)
+distributed.start(sm.resources.processes, sm.resources.nodes, sm.threads, sm.params.device)
 log = setup_logging(sm.log[0])
 distributed.quiet_unless_main(log)
 torch.set_num_threads(max(1, sm.threads // sm.resources.processes))
@@ -27,6 +27,8 @@ metrics = run_main(
     checkpoint_every=sm.params.checkpoint_every,
     keep_checkpoints=sm.params.keep_checkpoints,
     log_every=sm.params.log_every,
+    device=sm.params.device,
+    precision=sm.params.precision,
     log_file=sm.log[0],
 )
 log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])

@@ -18,6 +18,7 @@ n = run_main(
     max_length=sm.params.max_length,
     batch_size=sm.params.batch_size,
     read_batch_rows=sm.params.read_batch_rows,
+    device=sm.params.device,
     log_file=sm.log[0],
 )
 log.info("predicted %d test rows", n)

@@ -108,6 +108,8 @@ class CheckpointDir:
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
+        if torch.cuda.is_available():
+            trainer["cuda_rng"] = torch.cuda.get_rng_state_all()
         self._write(
             final,
             {
@@ -161,6 +163,8 @@ class CheckpointDir:
                 optimizer.load_state_dict(trainer["optimizer"])
                 scheduler.load_state_dict(trainer["scheduler"])
                 torch.set_rng_state(trainer["torch_rng"])
+                if "cuda_rng" in trainer and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(trainer["cuda_rng"])
             except (CheckpointError, OSError, RuntimeError, KeyError, ValueError) as exc:
                 log.warning("skipping checkpoint: %s", str(exc).splitlines()[0])
                 continue

@@ -63,14 +63,15 @@ def torchrun_command(script: str, processes: int, nodes: int, cpus: int = 1) -> 
     ]
 
 
-def start(processes: int = 1, nodes: int = 1, cpus: int = 1) -> None:
+def start(processes: int = 1, nodes: int = 1, cpus: int = 1, device: str = "auto") -> None:
     """Make the calling script a training process (call it first, before any work).
 
     One process in all: return. More, outside torchrun: re-run this script under torchrun
-    and exit with its status. In a torchrun worker: join the process group and return.
+    and exit with its status. In a torchrun worker: join the process group (nccl when
+    `device` (runtime.device) means GPUs, else gloo) and return.
     """
     if is_worker():
-        _init_process_group()
+        _init_process_group(device == "cuda" or (device == "auto" and torch.cuda.is_available()))
         return
     if processes * nodes == 1:
         return
@@ -89,10 +90,10 @@ def start(processes: int = 1, nodes: int = 1, cpus: int = 1) -> None:
     sys.exit(child.wait())
 
 
-def _init_process_group() -> None:
+def _init_process_group(gpus: bool) -> None:
     if dist.is_initialized():
         return
-    if torch.cuda.is_available():
+    if gpus:
         torch.cuda.set_device(int(os.environ[WORKER_ENV]))
         dist.init_process_group("nccl")
     else:
@@ -121,11 +122,11 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def device() -> torch.device:
-    """This process's GPU (one per local rank), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get(WORKER_ENV, "0")))
-    return torch.device("cpu")
+def local_device(device: torch.device) -> torch.device:
+    """`device`, except that 'cuda' in a torchrun worker is its own GPU (one per local rank)."""
+    if device.type == "cuda" and device.index is None and is_worker():
+        return torch.device("cuda", int(os.environ[WORKER_ENV]))
+    return device
 
 
 def barrier() -> None:

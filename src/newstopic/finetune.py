@@ -70,6 +70,8 @@ def finetune(
     checkpoint_every: int,
     keep_checkpoints: int,
     log_every: int,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     start = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -114,11 +116,14 @@ def finetune(
         seed=seed,
         checkpoint_every=checkpoint_every,
         log_every=log_every,
+        device=device,
+        precision=precision,
     )
     run_id = fingerprint(
         {
             "stage": stage,
             "model": model_cfg,
+            "precision": precision,
             "train": train_cfg,
             "max_length": max_length,
             "seed": seed,

@@ -31,11 +31,11 @@ def predict_proba(model: torch.nn.Module, ids: list[list[int]], pad_id: int, bat
     """Class probabilities (n, num_labels) for token-id lists, in the order given."""
     was_training = model.training
     model.eval()
-    dev = next(model.parameters()).device
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    device = next(model.parameters()).device
     out = np.empty((len(ids), model.config.num_labels), dtype=np.float32)
     for rows in length_grouped_batches(lengths, batch_size, seed=0, epoch=0, shuffle=False):
-        batch = {k: v.to(dev) for k, v in pad_batch([ids[i] for i in rows], pad_id).items()}
+        batch = {k: v.to(device) for k, v in pad_batch([ids[i] for i in rows], pad_id).items()}
         logits = model(**batch).logits.float()
         out[rows] = torch.softmax(logits, -1).cpu().numpy()
     model.train(was_training)
@@ -96,15 +96,15 @@ def predict_model_dir(
     max_length: int,
     batch_size: int,
     read_batch_rows: int,
+    device: str = "cpu",
 ) -> int:
     """The predict stage: load a saved classifier (and its tokenizer) and predict the test set."""
     from newstopic.model import NewsTopicClassifier
     from newstopic.tokenization import load_tokenizer
+    from newstopic.training import resolve_device
 
     tokenizer = load_tokenizer(model_dir)
-    model = NewsTopicClassifier.from_pretrained(model_dir)
-    if torch.cuda.is_available():  # the job was given a GPU
-        model.to("cuda")
+    model = NewsTopicClassifier.from_pretrained(model_dir).to(resolve_device(device))
     return predict_parquet(
         model,
         tokenizer,

@@ -39,6 +39,8 @@ def mlm_pretrain(
     checkpoint_every: int,
     keep_checkpoints: int,
     log_every: int,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     start = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -92,11 +94,14 @@ def mlm_pretrain(
         seed=seed,
         checkpoint_every=checkpoint_every,
         log_every=log_every,
+        device=device,
+        precision=precision,
     )
     run_id = fingerprint(
         {
             "stage": "mlm",
             "model": model_cfg,
+            "precision": precision,
             "mlm": mlm_cfg,
             "max_length": max_length,
             "seed": seed,

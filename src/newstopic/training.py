@@ -70,6 +70,20 @@ class LoopSettings:
     checkpoint_every: int = 50
     log_every: int = 20
     head_lr: float | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' = the GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 autocast (matmuls in bfloat16 on GPUs and on CPUs with AMX/AVX512-BF16)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def param_groups(
@@ -133,7 +147,8 @@ def train(
     the model holds the best weights (or the last, without `evaluate`).
     """
     s = settings
-    world, main, dev = distributed.world_size(), distributed.is_main(), distributed.device()
+    world, main = distributed.world_size(), distributed.is_main()
+    dev = distributed.local_device(resolve_device(s.device))  # with several GPUs: this rank's
     torch.manual_seed(s.seed + distributed.rank())  # dropout noise differs between ranks
     model.to(dev)
     steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
@@ -175,7 +190,8 @@ def train(
             for rows in batches[first:last]:
                 batch = make_batch(rows, state.step)  # the global batch, the same on every rank
                 local, weight = distributed.shard(batch, len(rows))
-                loss_sum, items = step_model({k: v.to(dev) for k, v in local.items()})
+                with autocast(dev, s.precision):
+                    loss_sum, items = step_model({k: v.to(dev) for k, v in local.items()})
                 (total_items,) = distributed.all_reduce_sum([items * weight], dev)
                 loss = loss_sum * weight / max(total_items, 1)  # this rank's share of the mean
                 # DistributedDataParallel averages gradients over ranks; x world makes it the sum.

@@ -39,6 +39,8 @@ def runtime_params():
         checkpoint_every=rt["checkpoint_every"],
         keep_checkpoints=rt["keep_checkpoints"],
         log_every=rt["log_every"],
+        device=rt["device"],
+        precision=rt["precision"],
     )
 
 
@@ -65,14 +67,21 @@ def final_stage():
     return "retrain" if config["pseudo_label"]["enabled"] else "finetune"
 
 
-def final_targets():
-    targets = [
-        f"{RESULTS}/submission.csv",
-        f"{RESULTS}/finetune/metrics.json",
-    ]
+def summary_stages():
+    """Stages whose metrics.json the run summary reads."""
+    stages = ["baseline", "finetune"]
+    return stages + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+
+
+def benchmarked_rules():
+    """Benchmark files (benchmarks/<name>.tsv) of the rules this configuration runs."""
+    names = ["preprocess", "build_tokenizer", "baseline"]
+    names += ["mlm_pretrain"] if config["mlm"]["enabled"] else []
+    names += ["finetune", "predict_finetune"]
     if config["pseudo_label"]["enabled"]:
-        targets += [
-            f"{RESULTS}/retrain/metrics.json",
-            f"{RESULTS}/pseudo_label/report.json",
-        ]
-    return targets
+        names += ["pseudo_label", "retrain", "predict_retrain"]
+    return names
+
+
+def final_targets():
+    return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md"]

@@ -18,6 +18,7 @@ rule predict:
         max_length=config["tokenizer"]["max_length"],
         batch_size=config["predict"]["batch_size"],
         read_batch_rows=config["predict"]["read_batch_rows"],
+        device=config["runtime"]["device"],
     script:
         "../../scripts/predict.py"
 

@@ -8,6 +8,8 @@ rule preprocess:
         test=f"{RESULTS}/data/test.parquet",
     log:
         f"{LOGS}/preprocess.log",
+    benchmark:
+        f"{BENCHMARKS}/preprocess.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:
@@ -27,6 +29,8 @@ rule build_tokenizer:
         directory(f"{RESULTS}/tokenizer"),
     log:
         f"{LOGS}/build_tokenizer.log",
+    benchmark:
+        f"{BENCHMARKS}/build_tokenizer.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:

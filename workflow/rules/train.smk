@@ -37,6 +37,8 @@ rule pseudo_label:
         report=f"{RESULTS}/pseudo_label/report.json",
     log:
         f"{LOGS}/pseudo_label.log",
+    benchmark:
+        f"{BENCHMARKS}/pseudo_label.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:

@@ -1,0 +1,29 @@
+"""Real-data ablation: baseline vs no-MLM vs MLM vs MLM + pseudo-labels -> docs/results.md.
+
+python scripts/ablation.py --configfile config/dacon.yaml
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from newstopic.ablation import run_ablation
+
+REPO = Path(__file__).resolve().parents[1]
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
+parser.add_argument("--workdir", default="runs/ablation", help="where the two runs write results/")
+parser.add_argument("--out", default="docs/results.md")
+parser.add_argument("--cores", type=int, default=2)
+args = parser.parse_args()
+command = "python scripts/ablation.py " + shlex.join(sys.argv[1:])
+run_ablation(
+    REPO,
+    [Path(f).resolve() for f in args.configfile],
+    Path(args.workdir).resolve(),
+    Path(args.out),
+    args.cores,
+    command.strip(),
+)

@@ -1,0 +1,58 @@
+"""Config validation: defaults filled in, one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from newstopic.config import load_config, load_schema, validate_config
+from newstopic.errors import ConfigError
+
+
+def test_every_schema_key_has_a_default_and_description() -> None:
+    def walk(node: dict, path: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            if "$ref" in sub:
+                ref = sub["$ref"].split("/")[-1]
+                sub = {**load_schema()["$defs"][ref], **sub}
+            assert "description" in sub, f"{path}{name} has no description"
+            assert "default" in sub, f"{path}{name} has no default"
+            walk(sub, f"{path}{name}.")
+
+    walk(load_schema(), "")
+
+
+def test_defaults_fill_in_nested_sections() -> None:
+    cfg = validate_config({"retrain": {"epochs": 2}})
+    assert cfg["retrain"]["epochs"] == 2 and cfg["retrain"]["batch_size"] == 32
+    assert cfg["finetune"]["epochs"] == 3
+    assert cfg["model"]["arch"]["hidden_size"] == 256
+    assert cfg["model"]["trust_remote_code"] is False
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mlm": {"epoch": 1}}, "unknown key 'mlm.epoch' (did you mean 'epochs'?)"),
+        ({"finetun": {}}, "unknown key 'finetune'".replace("finetune", "finetun")),
+        ({"finetune": {"lr": "fast"}}, "key 'finetune.lr' must be of type number"),
+        ({"tokenizer": {"source": "bpe"}}, "key 'tokenizer.source' must be one of"),
+        ({"tokenizer": {"source": "vocab"}}, "'tokenizer.vocab_file' is required"),
+        ({"model": {"arch": {"hidden_size": 30}}}, "must be divisible"),
+        ({"pseudo_label": {"threshold": 1.5}}, "key 'pseudo_label.threshold'"),
+    ],
+)
+def test_bad_config_names_the_key(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "dacon.yaml", "klue_roberta.yaml"])
+def test_shipped_configs_are_valid(repo: Path, name: str) -> None:
+    cfg = load_config(repo / "config" / name)
+    raw = yaml.safe_load((repo / "config" / name).read_text())
+    assert cfg["seed"] == raw.get("seed", 42)

@@ -1,0 +1,101 @@
+"""The custom model: save/load round-trip, encoder initialisation, hub-style local models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForMaskedLM
+
+from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained, split_mlm
+from newstopic.errors import ConfigError
+from newstopic.finetune import initial_classifier
+from newstopic.model import NewsTopicClassifier, build_classifier
+
+ARCH = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    dropout=0.1,
+)
+MODEL_CFG = dict(
+    name_or_path=None, trust_remote_code=False, arch=ARCH, pooling="mean", dropout=0.1, head_hidden_size=16
+)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 20, 3, 0, 0]])
+    return ids, (ids != 0).long()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("head_hidden", [0, 16])
+def test_round_trip_predicts_identically(tmp_path: Path, pooling: str, head_hidden: int) -> None:
+    torch.manual_seed(0)
+    encoder = mlm_from_config(ARCH, 100, 0).base_model
+    model = build_classifier(encoder, pooling, 0.1, head_hidden).eval()
+    ids, mask = batch()
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    for loaded in (
+        NewsTopicClassifier.from_pretrained(tmp_path / "m"),
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "m"),
+    ):
+        assert isinstance(loaded, NewsTopicClassifier)
+        assert torch.equal(loaded.eval()(input_ids=ids, attention_mask=mask).logits, logits)
+
+
+def test_mean_pooling_ignores_padding() -> None:
+    torch.manual_seed(0)
+    model = build_classifier(mlm_from_config(ARCH, 100, 0).base_model, "mean", 0.0, 0).eval()
+    ids = torch.tensor([[2, 20, 3]])
+    short = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    padded_ids = torch.tensor([[2, 20, 3, 0, 0]])
+    padded = model(input_ids=padded_ids, attention_mask=(padded_ids != 0).long()).logits
+    assert torch.allclose(short, padded, atol=1e-5)
+
+
+def test_classifier_encoder_starts_from_the_mlm_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    mlm = mlm_from_config(ARCH, 100, 0)
+    mlm.save_pretrained(tmp_path / "mlm")
+    clf = initial_classifier(str(tmp_path / "mlm"), MODEL_CFG, 100, 0)
+    for name, tensor in mlm.base_model.state_dict().items():
+        if not name.startswith("pooler."):
+            assert torch.equal(clf.encoder.state_dict()[name], tensor), name
+
+
+def test_local_hub_style_model_directory(tmp_path: Path) -> None:
+    """model.name_or_path pointing at a directory made by save_pretrained (as from the hub)."""
+    torch.manual_seed(0)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=90, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(tmp_path / "hub")
+    model = mlm_from_pretrained(str(tmp_path / "hub"), vocab_size=100)
+    assert model.get_input_embeddings().num_embeddings == 100  # resized to the tokenizer
+    ids, mask = batch()
+    loss = masked_lm_loss(model, ids, mask, torch.tensor([1, 6]), torch.tensor([10, 20]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    encoder, head = split_mlm(model)
+    assert encoder is model.base_model and head is model.cls
+
+
+def test_missing_model_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.name_or_path: .*not found"):
+        mlm_from_pretrained(str(tmp_path / "nope" / "model"), vocab_size=100)
+
+
+def test_masked_only_loss_matches_full_head() -> None:
+    torch.manual_seed(0)
+    model = mlm_from_config(ARCH, 100, 0).eval()
+    ids, mask = batch()
+    positions, labels = torch.tensor([1, 3, 6]), torch.tensor([10, 12, 20])
+    full = model(input_ids=ids, attention_mask=mask).logits.reshape(-1, 100)[positions]
+    expected = torch.nn.functional.cross_entropy(full, labels)
+    assert torch.allclose(masked_lm_loss(model, ids, mask, positions, labels), expected, atol=1e-5)
