@@ -57,6 +57,7 @@ def _assert_same_training(a: Path, b: Path) -> None:
         wa, wb = _weights(a, stage), _weights(b, stage)
         assert wa.keys() == wb.keys()
         worst = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+        print(f"{stage}: largest weight difference {worst:.1e}")  # shown by pytest -s
         assert worst < WEIGHT_TOL, f"{stage}: weights differ by {worst:.2e}"
         ha, hb = _metrics(a, stage)["history"], _metrics(b, stage)["history"]
         assert len(ha) == len(hb)
