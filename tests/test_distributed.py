@@ -71,8 +71,11 @@ def _assert_same_training(a: Path, b: Path) -> None:
 def _workflow_after_tokenizer(reference: Path, dest: Path) -> Path:
     """A workflow copy holding `reference`'s split and tokenizer (training inputs identical)."""
     wf = copy_workflow(dest)
-    for part in ("data", "tokenizer"):
-        shutil.copytree(reference / "results" / part, wf / "results" / part)
+    for part in ("results/data", "results/tokenizer"):
+        shutil.copytree(reference / part, wf / part)
+    for rule in ("preprocess", "build_tokenizer"):  # their benchmarks are outputs too
+        (wf / "benchmarks").mkdir(exist_ok=True)
+        shutil.copy2(reference / "benchmarks" / f"{rule}.tsv", wf / "benchmarks")
     return wf
 
 
