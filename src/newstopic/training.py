@@ -21,12 +21,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from newstopic.checkpoint import CheckpointDir, TrainState
 from newstopic.data import length_grouped_batches
+from newstopic.errors import TrainingInterrupted
 
 log = logging.getLogger("newstopic")
-
-
-class TrainingInterrupted(Exception):
-    """Raised after a checkpoint was saved because SIGTERM/SIGUSR1 asked the job to stop."""
 
 
 class StopRequest:
@@ -143,6 +140,14 @@ def train(
     def save() -> None:
         checkpoints.save(model, optimizer, scheduler, state)
 
+    def interrupted(signum: int) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
+        return TrainingInterrupted(
+            f"{name} received: stopped at step {state.step} of {total_steps} with a checkpoint "
+            f"in {checkpoints.root}; rerun to resume",
+            signum,
+        )
+
     t0 = time.perf_counter() - state.train_seconds
     running_loss, running_n = 0.0, 0
     with StopRequest() as stop:
@@ -182,8 +187,7 @@ def train(
                 if stop or state.step % s.checkpoint_every == 0:
                     save()
                 if stop:
-                    log.warning("signal %d: checkpoint saved at step %d, stopping", stop.signal, state.step)
-                    raise TrainingInterrupted(f"stopped by signal {stop.signal} at step {state.step}")
+                    raise interrupted(stop.signal)
 
             # End of an epoch (or of the last, partial one): evaluate, keep the best.
             record: dict[str, Any] = {
@@ -205,7 +209,9 @@ def train(
             state.history.append(record)
             state.train_seconds = time.perf_counter() - t0
             save()
+            if stop and state.step < total_steps:  # the signal came during the evaluation
+                raise interrupted(stop.signal)
 
     if evaluate is not None:
-        checkpoints.load_best(model)
+        checkpoints.load_best(model, state.best_step)
     return state
