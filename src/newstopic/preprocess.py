@@ -56,8 +56,7 @@ def _decode(path: Path) -> str:
         except UnicodeDecodeError:
             pass
         raise InputError(
-            f"{path}: line {line}: not valid UTF-8 "
-            f"(byte 0x{data[exc.start]:02x} at offset {exc.start}){hint}"
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}){hint}"
         ) from None
 
 
