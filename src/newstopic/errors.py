@@ -62,3 +62,10 @@ def run_main(main: Callable[..., Any], *args: Any, log_file: str | None = None, 
     except TrainingInterrupted as exc:
         logging.getLogger("newstopic").warning("%s", exc)
         fail(str(exc), code=128 + exc.signum, kind="stopped")
+    except KeyboardInterrupt:
+        # Ctrl-C: the last periodic checkpoint is kept; no traceback.
+        fail(
+            "interrupted (Ctrl-C); rerun with --rerun-incomplete to resume from the last checkpoint",
+            code=130,
+            kind="stopped",
+        )
