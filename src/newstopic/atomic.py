@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,14 +19,19 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success rename it onto `target`.
 
     Works for files and directories. On error the temporary is removed and any
-    previous `target` is left untouched.
+    previous `target` is left untouched. A process killed mid-write leaves only a hidden
+    `.NAME.XXXXXXXX.tmp/` directory, removed by the next write of the same target.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp_target = tmp / target.name
     try:
         yield tmp_target
+        # Data on disk before the rename, so a crash of the machine cannot leave a
+        # complete-looking name with missing contents.
+        _fsync_tree(tmp_target)
         if target.is_dir() and not target.is_symlink():
             # os.replace cannot replace a non-empty directory: move the old one aside first.
             old = tmp / (target.name + ".old")
@@ -34,6 +40,21 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove what a killed earlier write of `target` left (one job writes a given output)."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for entry in target.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for f in files:
+        with contextlib.suppress(OSError), open(f, "rb") as fh:
+            os.fsync(fh.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -142,6 +142,15 @@ def all_reduce_sum(values: Sequence[float], dev: torch.device) -> list[float]:
     return t.tolist()
 
 
+def any_signal(signum: int | None, dev: torch.device) -> int | None:
+    """The stop signal that any rank received (the same answer on every rank), or None."""
+    if not dist.is_initialized():
+        return signum
+    t = torch.tensor([signum or 0], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item()) or None
+
+
 def broadcast(obj: Any) -> Any:
     """Rank 0's `obj` on every rank (a picklable object)."""
     if not dist.is_initialized():

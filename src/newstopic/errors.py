@@ -24,24 +24,48 @@ class CheckpointError(NewstopicError):
     """A checkpoint that is truncated, corrupt or does not match the run."""
 
 
-def fail(message: str, log_file: str | None = None) -> NoReturn:
-    """Print `message` as the single error line (and append it to `log_file`), exit 1."""
-    line = f"newstopic: error: {message}"
+class TrainingInterrupted(Exception):
+    """Training stopped on request (SIGTERM/SIGUSR1) after saving a checkpoint.
+
+    Not a user error: `run_main` reports it in one line and exits with 128 + the signal
+    number (143 for SIGTERM), the shell's convention for "ended by a signal", so the job
+    counts as failed and a rerun resumes from the checkpoint.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+def fail(message: str, log_file: str | None = None, code: int = 1, kind: str = "error") -> NoReturn:
+    """Print `message` as the single error line (and append it to `log_file`), exit `code`."""
+    line = f"newstopic: {kind}: {message}"
     print(line, file=sys.stderr, flush=True)
     if log_file:
         with open(log_file, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
-    raise SystemExit(1)
+    raise SystemExit(code)
 
 
 def run_main(main: Callable[..., Any], *args: Any, log_file: str | None = None, **kwargs: Any) -> Any:
-    """Call `main`; turn a NewstopicError into one line on stderr (and the log) and exit 1.
+    """Call `main`; turn a NewstopicError into one line on stderr (and the log) and exit 1,
+    and a TrainingInterrupted into one line and exit 128 + signal number.
 
     Scripts run through this so that bad input never ends in a traceback from inside
-    pandas or torch.
+    pandas or torch. (The message reaches `log_file` through the logging handlers.)
     """
     try:
         return main(*args, **kwargs)
     except NewstopicError as exc:
         logging.getLogger("newstopic").error("%s", exc)
-        fail(str(exc), log_file=None)
+        fail(str(exc))
+    except TrainingInterrupted as exc:
+        logging.getLogger("newstopic").warning("%s", exc)
+        fail(str(exc), code=128 + exc.signum, kind="stopped")
+    except KeyboardInterrupt:
+        # Ctrl-C: the last periodic checkpoint is kept; no traceback.
+        fail(
+            "interrupted (Ctrl-C); rerun with --rerun-incomplete to resume from the last checkpoint",
+            code=130,
+            kind="stopped",
+        )

@@ -79,7 +79,7 @@ def finetune(
     valid_df = read_split(valid_file, labeled=True)
     train_ids = encode(tokenizer, train_df["title"].tolist(), max_length)
     valid_ids = encode(tokenizer, valid_df["title"].tolist(), max_length)
-    labels = torch.as_tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
+    labels = torch.tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
     valid_labels = valid_df["topic_idx"].to_numpy()
     lengths = np.array([len(x) for x in train_ids])
     log.info(

@@ -49,22 +49,64 @@ def _decode(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        hint = ""
+        try:
+            data.decode("cp949")
+            hint = "; it looks like CP949/EUC-KR (Korean Excel): save it as UTF-8"
+        except UnicodeDecodeError:
+            pass
         raise InputError(
-            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}){hint}"
         ) from None
 
 
+def _csv_rows(path: Path, text: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, data rows, line number where each row starts); blank lines are skipped.
+
+    The csv module rather than pandas: pandas silently shifts the columns of rows with one
+    field too many (taking the first as a row label), and fills rows with too few.
+    """
+    # No field can be longer than the file: a 1 MB title is data, not an error.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    rows, lines = [], []
+    line = 1
+    try:
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                continue
+            if len(row) != len(header):
+                raise InputError(
+                    f"{path}: line {start}: {len(row)} fields, the header has {len(header)} "
+                    f"({','.join(header)}); a title containing a comma must be in double quotes"
+                )
+            rows.append(row)
+            lines.append(start)
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
+    if header is None:
+        raise InputError(f"{path}: file is empty (expected a header and data rows)")
+    return header, rows, lines
+
+
 def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
-    """Read and validate a Dacon CSV; return columns index (int), title (str)[, topic_idx (int)]."""
+    """Read and validate a Dacon CSV; return columns index (int), title (str)[, topic_idx (int)].
+
+    Accepted: a UTF-8 byte-order mark, CRLF line ends, blank lines, quoted titles (with
+    commas, quotes or line breaks), any column order. A title is text: the word "NaN" is
+    a title like any other; an empty (or whitespace-only) title is an error.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     text = _decode(path)
-    if not text.strip():
-        raise InputError(f"{path}: file is empty (expected a header and data rows)")
     required = TRAIN_COLUMNS if labeled else TEST_COLUMNS
-    header = next(csv.reader(io.StringIO(text.splitlines()[0])))
-    header = [h.strip() for h in header]
+    header, rows, lines = _csv_rows(path, text)
     if len(header) == 1 and any(d in header[0] for d in ";\t|"):
         raise InputError(
             f"{path}: header {header[0]!r} is not comma-separated (expected columns {','.join(required)})"
@@ -75,18 +117,14 @@ def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
     extra = [h or "<unnamed>" for h in header if h not in required]
     if extra:
         raise InputError(f"{path}: unexpected column {extra[0]!r} (expected exactly {','.join(required)})")
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: malformed CSV: {str(exc).splitlines()[0]}") from None
-    if df.empty:
+    if len(set(header)) != len(header):
+        raise InputError(f"{path}: a column name appears twice (header: {','.join(header)})")
+    if not rows:
         raise InputError(f"{path}: no data rows (header only)")
-    if df.columns.size != len(required) or df.isna().any().any():
-        raise InputError(f"{path}: a row has more fields than the header")
+    df = pd.DataFrame(rows, columns=header, dtype=object)
 
     def row_name(i: int) -> str:
-        # Data row i (0-based) is line i+2 when no title spans lines (the usual case).
-        return f"row {i + 1} (line {i + 2}, index={df['index'].iat[i]!r})"
+        return f"row {i + 1} (line {lines[i]}, index={df['index'].iat[i]!r})"
 
     index = pd.to_numeric(df["index"].str.strip(), errors="coerce")
     bad = np.flatnonzero(index.isna().to_numpy() | (index % 1 != 0).to_numpy())

@@ -52,12 +52,21 @@ def pseudo_label_files(
     max_per_class: int | None,
 ) -> dict[str, Any]:
     """The pseudo_label stage: read probabilities and test titles, write rows + report."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from newstopic.atomic import write_json
+    from newstopic.errors import InputError
+    from newstopic.predict import PROB_COLUMNS
     from newstopic.preprocess import LABELED_SCHEMA, read_split, write_parquet
 
-    probs = pq.read_table(probs_path).to_pandas()
+    try:
+        probs = pq.read_table(probs_path).to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{probs_path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ["index", *PROB_COLUMNS] if c not in probs.columns]
+    if missing:
+        raise InputError(f"{probs_path}: missing column {missing[0]!r}")
     test = read_split(test_path, labeled=False)
     rows, report = select_pseudo_labels(probs, test, threshold, max_per_class)
     write_parquet(rows, rows_path, LABELED_SCHEMA)

@@ -60,6 +60,12 @@ def train_wordpiece(
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # The trainer numbers its initial alphabet in hash-map order, which changes from process
+    # to process; renumber (special tokens first, then by string) so that the same titles
+    # always give the same ids, hence the same model. WordPiece matches on the strings only.
+    learned = [t for t in tok.get_vocab() if t not in SPECIAL_TOKENS]
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + sorted(learned))}
+    tok = _bert_pipeline(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     return _finish(tok, max_length)
 
 

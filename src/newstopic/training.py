@@ -26,12 +26,9 @@ from transformers import get_linear_schedule_with_warmup
 from newstopic import distributed
 from newstopic.checkpoint import CheckpointDir, TrainState
 from newstopic.data import length_grouped_batches
+from newstopic.errors import TrainingInterrupted
 
 log = logging.getLogger("newstopic")
-
-
-class TrainingInterrupted(Exception):
-    """Raised after a checkpoint was saved because SIGTERM/SIGUSR1 asked the job to stop."""
 
 
 class StopRequest:
@@ -177,6 +174,14 @@ def train(
         if main:
             checkpoints.save(model, optimizer, scheduler, state)
 
+    def interrupted(signum: int) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
+        return TrainingInterrupted(
+            f"{name} received: stopped at step {state.step} of {total_steps} with a checkpoint "
+            f"in {checkpoints.root}; rerun to resume",
+            signum,
+        )
+
     t0 = time.perf_counter() - state.train_seconds
     running_loss, running_n = 0.0, 0
     with StopRequest() as stop:
@@ -201,9 +206,8 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-                # One all-reduce: the global loss, and whether any rank was asked to stop
-                # (all ranks stop at the same step).
-                loss_value, stop_votes = distributed.all_reduce_sum([loss.item(), float(bool(stop))], dev)
+                (loss_value,) = distributed.all_reduce_sum([loss.item()], dev)
+                stop_signal = distributed.any_signal(stop.signal, dev)  # all ranks stop together
                 running_loss += loss_value
                 running_n += 1
                 state.epoch_loss_sum += loss_value
@@ -219,15 +223,11 @@ def train(
                     )
                     running_loss, running_n = 0.0, 0
                 state.train_seconds = time.perf_counter() - t0
-                if stop_votes or state.step % s.checkpoint_every == 0:
+                if stop_signal or state.step % s.checkpoint_every == 0:
                     save()
-                if stop_votes:
+                if stop_signal:
                     distributed.barrier()  # no rank exits (and takes the others down) mid-save
-                    if main:
-                        log.warning(
-                            "signal %s: checkpoint saved at step %d, stopping", stop.signal, state.step
-                        )
-                    raise TrainingInterrupted(f"stopped by signal {stop.signal} at step {state.step}")
+                    raise interrupted(stop_signal)
 
             # End of an epoch (or of the last, partial one): evaluate, keep the best.
             record: dict[str, Any] = {
@@ -251,8 +251,12 @@ def train(
             state.history.append(record)
             state.train_seconds = time.perf_counter() - t0
             save()
+            stop_signal = distributed.any_signal(stop.signal, dev)
+            if stop_signal and state.step < total_steps:  # the signal came during the evaluation
+                distributed.barrier()
+                raise interrupted(stop_signal)
 
     distributed.barrier()  # rank 0's last checkpoint and best model are on disk
     if evaluate is not None:
-        checkpoints.load_best(model)
+        checkpoints.load_best(model, state.best_step)
     return state
