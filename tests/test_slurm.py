@@ -4,9 +4,7 @@ started by .ci/slurm-up.sh, stopped by .ci/slurm-down.sh), driven through profil
 Every rule runs as a Slurm job; two training jobs are stopped mid-run, one by `scancel` (the
 SIGTERM of a cancellation or preemption) and one by SIGUSR1 (the warning the profile asks
 for before the time limit); their retries resume from the checkpoint written on the signal,
-and the submission is byte-identical to a local run with the same config and tokenizer
-(build_tokenizer's WordPiece trainer numbers tokens of equal frequency in hash-map order,
-which differs from one process to the next, so the local run takes the cluster's).
+and the submission is byte-identical to a local run with the same config.
 """
 
 from __future__ import annotations
@@ -174,14 +172,14 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
 
     # The two interrupted jobs: each saved a checkpoint on its signal and the retry resumed
     # there. Slurm logs hold each attempt's stderr (the rule log is rewritten on retry).
-    for job_id, rule, state, signum in [
-        (cancelled, "mlm_pretrain", "CANCELLED", 15),
-        (warned, "finetune", "FAILED", 10),
+    for job_id, rule, state, sig in [
+        (cancelled, "mlm_pretrain", "CANCELLED", "SIGTERM"),
+        (warned, "finetune", "FAILED", "SIGUSR1"),
     ]:
         assert _job_state(slurm_env, job_id) == state
         stopped = jobs[job_id].read_text()
-        saved = re.search(rf"signal {signum}: checkpoint saved at step (\d+), stopping", stopped)
-        assert saved, f"{rule} job {job_id} did not checkpoint on signal {signum}:\n{stopped[-3000:]}"
+        saved = re.search(rf"{sig} received: stopped at step (\d+) of \d+ with a checkpoint", stopped)
+        assert saved, f"{rule} job {job_id} did not checkpoint on {sig}:\n{stopped[-3000:]}"
         k = int(saved.group(1))
         retries = [log for j, log in jobs.items() if j != job_id and log.parent == jobs[job_id].parent]
         assert len(retries) == 1, retries
@@ -191,14 +189,7 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
 
     # Same config, same numbers: the interrupted-and-resumed cluster run equals a local run.
     local = copy_workflow(tmp_path / "local")
-    for part in ("results/data", "results/tokenizer"):
-        shutil.copytree(wf / part, local / part)
-    for rule in ("preprocess", "build_tokenizer"):  # their benchmarks are outputs too
-        (local / "benchmarks").mkdir(exist_ok=True)
-        shutil.copy2(wf / "benchmarks" / f"{rule}.tsv", local / "benchmarks")
-    proc = run_snakemake(local, config=CONFIG)
-    ran = proc.stdout + proc.stderr
-    assert "rule mlm_pretrain" in ran and "rule build_tokenizer" not in ran
+    run_snakemake(local, config=CONFIG)
     submissions = [(d / "results" / "submission.csv").read_bytes() for d in (wf, local)]
     assert submissions[0] == submissions[1]
     for stage in ("finetune", "retrain"):
