@@ -12,6 +12,29 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 
+
+def _check_raw_inputs():
+    """Validate the raw CSVs before any job runs: Snakemake deletes a job's old outputs
+    before running it, so a bad CSV caught inside `preprocess` would cost the parquet files
+    made from the previous good one. (About 0.3 s on the full competition data.)"""
+    from pathlib import Path
+
+    from newstopic.errors import InputError
+    from newstopic.preprocess import read_raw_csv
+
+    for key, labeled in (("train", True), ("test", False)):
+        path = config["data"][key]
+        if Path(
+            path
+        ).is_file():  # a missing file is reported by Snakemake as a missing input
+            try:
+                read_raw_csv(path, labeled=labeled)
+            except InputError as exc:
+                sys.exit(f"newstopic: error: {exc}")
+
+
+_check_raw_inputs()
+
 RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
