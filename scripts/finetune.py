@@ -32,6 +32,7 @@ metrics = run_main(
     log_every=sm.params.log_every,
     device=sm.params.device,
     precision=sm.params.precision,
+    engine=sm.params.engine,
     log_file=sm.log[0],
 )
 log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])

@@ -29,6 +29,7 @@ metrics = run_main(
     log_every=sm.params.log_every,
     device=sm.params.device,
     precision=sm.params.precision,
+    engine=sm.params.engine,
     log_file=sm.log[0],
 )
 log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])

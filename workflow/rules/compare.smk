@@ -1,0 +1,116 @@
+# compare_engines: the same custom model trained by the hand-written loop and by the Hugging
+# Face Trainer, on the same split, tokenizer, seed and hyper-parameters; not part of `all`.
+#
+#   snakemake --cores 2 compare_engines
+#
+# Both engines fine-tune on top of the same encoder: the loop's MLM output when mlm.enabled
+# (else model.name_or_path, or a random init). The MLM stage itself is compared too.
+
+ENGINES = ["loop", "hf"]
+
+
+wildcard_constraints:
+    engine="|".join(ENGINES),
+
+
+def compare_runs():
+    """(stage, engine) of every model the comparison trains."""
+    stages = (["mlm"] if config["mlm"]["enabled"] else []) + ["finetune"]
+    return [(stage, engine) for stage in stages for engine in ENGINES]
+
+
+def compare_dir(stage, engine):
+    base = f"{RESULTS}/compare_engines/{engine}"
+    return f"{base}/mlm" if stage == "mlm" else base
+
+
+def compare_encoder():
+    return (
+        [f"{RESULTS}/compare_engines/loop/mlm/model"]
+        if config["mlm"]["enabled"]
+        else []
+    )
+
+
+rule mlm_engine:
+    input:
+        texts=mlm_text_files(),
+        tokenizer=f"{RESULTS}/tokenizer",
+    output:
+        model=directory(f"{RESULTS}/compare_engines/{{engine}}/mlm/model"),
+        metrics=f"{RESULTS}/compare_engines/{{engine}}/mlm/metrics.json",
+    log:
+        f"{LOGS}/compare_engines/mlm_{{engine}}.log",
+    benchmark:
+        f"{BENCHMARKS}/compare_engines/mlm_{{engine}}.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        **runtime_params(),
+        model=config["model"],
+        mlm=config["mlm"],
+        max_length=config["tokenizer"]["max_length"],
+        seed=config["seed"],
+        engine=lambda wildcards: wildcards.engine,
+        scratch=lambda wildcards: scratch(f"compare_engines/mlm_{wildcards.engine}"),
+    script:
+        "../../scripts/mlm_pretrain.py"
+
+
+rule finetune_engine:
+    input:
+        train=[f"{RESULTS}/data/train.parquet"],
+        valid=f"{RESULTS}/data/valid.parquet",
+        tokenizer=f"{RESULTS}/tokenizer",
+        encoder=compare_encoder(),
+    output:
+        model=directory(f"{RESULTS}/compare_engines/{{engine}}/model"),
+        metrics=f"{RESULTS}/compare_engines/{{engine}}/metrics.json",
+    log:
+        f"{LOGS}/compare_engines/finetune_{{engine}}.log",
+    benchmark:
+        f"{BENCHMARKS}/compare_engines/finetune_{{engine}}.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        **runtime_params(),
+        encoder=encoder_param,
+        model=config["model"],
+        train=config["finetune"],
+        max_length=config["tokenizer"]["max_length"],
+        seed=config["seed"],
+        engine=lambda wildcards: wildcards.engine,
+        scratch=lambda wildcards: scratch(
+            f"compare_engines/finetune_{wildcards.engine}"
+        ),
+    script:
+        "../../scripts/finetune.py"
+
+
+rule compare_engines:
+    input:
+        metrics=[f"{compare_dir(s, e)}/metrics.json" for s, e in compare_runs()],
+        benchmarks=[
+            f"{BENCHMARKS}/compare_engines/{s}_{e}.tsv" for s, e in compare_runs()
+        ],
+    output:
+        csv=f"{RESULTS}/compare_engines/engines.csv",
+        md=f"{RESULTS}/compare_engines/engines.md",
+    log:
+        f"{LOGS}/compare_engines/compare.log",
+    conda:
+        "../../envs/newstopic.yaml"
+    params:
+        runs=compare_runs(),
+        epochs={
+            "mlm": config["mlm"]["epochs"],
+            "finetune": config["finetune"]["epochs"],
+        },
+    script:
+        "../../scripts/compare_engines.py"
