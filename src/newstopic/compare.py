@@ -29,15 +29,16 @@ COLUMNS = [
 ]
 
 ENGINE_NOTES = """\
-What differs (everything else is the same: model, initialisation, token ids, AdamW groups,
-linear warmup/decay, clipping, batch size, seed, evaluation each epoch, best epoch kept):
+Same in both: model, initialisation, token ids, AdamW groups, linear warmup and decay,
+clipping, batch size, seed, evaluation each epoch, best epoch kept. Different:
 
-| | loop (`engine: loop`) | hf (`engine: hf`) |
-|---|---|---|
-| batches | length-bucketed, padded to the batch's longest title | random, padded to the batch's longest title (`DataCollatorWithPadding`) |
-| MLM loss | LM head on the masked positions only | `DataCollatorForLanguageModeling`, LM head on every position |
-| per step | forward, backward, clip, step | the same plus callbacks, loss bookkeeping, accelerate wrappers |
-| checkpoints | every `runtime.checkpoint_every` steps, each epoch, on SIGTERM | each epoch (Trainer format) |
+- batches: loop = length-bucketed (similar lengths share a batch, little padding);
+  hf = random, padded to the batch's longest title (`DataCollatorWithPadding`).
+- MLM loss: loop = LM head on the masked positions only; hf = `DataCollatorForLanguageModeling`
+  and the model's own loss, LM head on every position.
+- per step: hf adds callbacks, loss bookkeeping and accelerate wrappers.
+- checkpoints: loop = every `runtime.checkpoint_every` steps, each epoch and on SIGTERM;
+  hf = each epoch (Trainer format).
 
 train_samples_per_s = rows x epochs / train_seconds (training, evaluation and checkpoints
 included); wall_seconds and peak_rss_mb are the whole job (start-up and data loading

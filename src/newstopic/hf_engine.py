@@ -60,7 +60,9 @@ HF_SUBDIR = "hf"
 class TokenDataset(torch.utils.data.Dataset):
     """Token-id lists (and labels) as the examples a Trainer data collator expects."""
 
-    def __init__(self, ids: Sequence[Sequence[int]], labels: Sequence[int] | np.ndarray | None = None) -> None:
+    def __init__(
+        self, ids: Sequence[Sequence[int]], labels: Sequence[int] | np.ndarray | None = None
+    ) -> None:
         if labels is not None and len(labels) != len(ids):
             raise ValueError(f"{len(ids)} token lists but {len(labels)} labels")
         self.ids = ids

@@ -6,30 +6,8 @@
 # Both engines fine-tune on top of the same encoder: the loop's MLM output when mlm.enabled
 # (else model.name_or_path, or a random init). The MLM stage itself is compared too.
 
-ENGINES = ["loop", "hf"]
 
-
-wildcard_constraints:
-    engine="|".join(ENGINES),
-
-
-def compare_runs():
-    """(stage, engine) of every model the comparison trains."""
-    stages = (["mlm"] if config["mlm"]["enabled"] else []) + ["finetune"]
-    return [(stage, engine) for stage in stages for engine in ENGINES]
-
-
-def compare_dir(stage, engine):
-    base = f"{RESULTS}/compare_engines/{engine}"
-    return f"{base}/mlm" if stage == "mlm" else base
-
-
-def compare_encoder():
-    return (
-        [f"{RESULTS}/compare_engines/loop/mlm/model"]
-        if config["mlm"]["enabled"]
-        else []
-    )
+include: "compare_common.smk"
 
 
 rule mlm_engine:
