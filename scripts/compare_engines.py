@@ -1,7 +1,7 @@
 """Rule compare_engines: the loop vs Trainer table (CSV + Markdown) from the runs' metrics
 and benchmark files."""
 
-from newstopic.compare import write_comparison
+from newstopic.compare import compare_engines
 from newstopic.errors import run_main
 from newstopic.logs import setup_logging
 
@@ -13,5 +13,20 @@ runs = [
         sm.params.runs, sm.input.metrics, sm.input.benchmarks, strict=True
     )
 ]
-table = run_main(write_comparison, runs, sm.output.csv, sm.output.md, log_file=sm.log[0])
+stage_files = {"finetune": list(sm.input.train)}
+if "mlm" in sm.params.epochs:
+    stage_files = {"mlm": list(sm.input.texts), **stage_files}
+table = run_main(
+    compare_engines,
+    runs,
+    sm.output.csv,
+    sm.output.md,
+    tokenizer_dir=sm.input.tokenizer,
+    stage_files=stage_files,
+    batch_sizes=sm.params.batch_sizes,
+    max_length=sm.params.max_length,
+    seed=sm.params.seed,
+    mask_prob=sm.params.mask_prob,
+    log_file=sm.log[0],
+)
 log.info("engine comparison:\n%s", table.to_string(index=False))

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from conftest import copy_workflow, run_snakemake, snakemake_env
 
-from newstopic.compare import read_benchmark, write_comparison
+from newstopic.compare import padded_positions, read_benchmark, write_comparison
 from newstopic.config import validate_config
 from newstopic.errors import ConfigError, InputError
 from newstopic.hf_engine import MARKER, latest_checkpoint
@@ -71,12 +71,21 @@ def test_compare_rejects_a_bad_benchmark_file(tmp_path: Path) -> None:
         read_benchmark(bench)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"history": [], "steps": 3}))
-    bench.write_text("s\tmax_rss\n1.0\t100\n")
+    bench.write_text("s\tmax_rss\tcpu_time\n1.0\t100\t0.9\n")
     with pytest.raises(InputError, match=r"metrics\.json: missing key 'train_rows'"):
         write_comparison(
             [("finetune", "hf", str(metrics), str(bench), 1.0)], tmp_path / "a.csv", tmp_path / "a.md"
         )
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_padded_positions() -> None:
+    same = np.full(100, 12)
+    assert padded_positions(same, 8, seed=0) == {"loop": 1.0, "hf": 1.0}
+    lengths = np.random.default_rng(0).integers(3, 40, size=2000)
+    pos = padded_positions(lengths, 32, seed=0)
+    # Length bucketing leaves little padding; random batches pad to their longest title.
+    assert 1.0 <= pos["loop"] < 1.1 < pos["hf"]
 
 
 # --- compare_engines on the demo ------------------------------------------------------------
@@ -111,6 +120,7 @@ def test_compare_engines_table(compared: Path) -> None:
         assert (table[col] > 0).all(), col
     md = (out / "engines.md").read_text()
     assert "| finetune | hf |" in md and re.search(r"- finetune: loop \d+ vs hf \d+ training samples/s", md)
+    assert re.search(r"- mlm LM-head positions per real token: loop 0\.150 \(masked only\)", md)
     # Each run has its own log and benchmark; the scratch checkpoints are cleared on success.
     for name in ("mlm_loop", "mlm_hf", "finetune_loop", "finetune_hf"):
         assert (compared / "logs" / "compare_engines" / f"{name}.log").is_file()

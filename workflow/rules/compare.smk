@@ -77,6 +77,9 @@ rule compare_engines:
         benchmarks=[
             f"{BENCHMARKS}/compare_engines/{s}_{e}.tsv" for s, e in compare_runs()
         ],
+        train=[f"{RESULTS}/data/train.parquet"],
+        texts=mlm_text_files(),
+        tokenizer=f"{RESULTS}/tokenizer",
     output:
         csv=f"{RESULTS}/compare_engines/engines.csv",
         md=f"{RESULTS}/compare_engines/engines.md",
@@ -86,9 +89,13 @@ rule compare_engines:
         "../../envs/newstopic.yaml"
     params:
         runs=compare_runs(),
-        epochs={
-            "mlm": config["mlm"]["epochs"],
-            "finetune": config["finetune"]["epochs"],
+        epochs=compare_epochs(),
+        batch_sizes={
+            "mlm": config["mlm"]["batch_size"],
+            "finetune": config["finetune"]["batch_size"],
         },
+        max_length=config["tokenizer"]["max_length"],
+        seed=config["seed"],
+        mask_prob=config["mlm"]["mask_prob"],
     script:
         "../../scripts/compare_engines.py"

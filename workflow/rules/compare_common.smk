@@ -25,3 +25,11 @@ def compare_encoder():
         if config["mlm"]["enabled"]
         else []
     )
+
+
+def compare_epochs():
+    """Epochs of each compared stage (for samples/s)."""
+    epochs = {"finetune": config["finetune"]["epochs"]}
+    if config["mlm"]["enabled"]:
+        epochs["mlm"] = config["mlm"]["epochs"]
+    return epochs
