@@ -3,8 +3,9 @@
 
 What is the same as the loop: the model object and its initialisation, the token ids, the
 AdamW parameter groups (no decay on biases and norms, `head_lr`), the linear warmup + decay
-over the same number of steps, gradient clipping, batch size, seed, evaluation on valid at
-each epoch end and the best epoch kept (by valid accuracy).
+over the same number of steps, gradient clipping, batch size, seed, device and precision
+(bf16 autocast), evaluation on valid at each epoch end and the best epoch kept (by valid
+accuracy).
 
 What is the Trainer's own (the honest "Trainer as people use it" baseline):
 - batches are drawn at random and padded to their longest title (`DataCollatorWithPadding`),
@@ -49,7 +50,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from newstopic.checkpoint import TrainState
 from newstopic.metrics import classification_metrics
-from newstopic.training import LoopSettings, param_groups
+from newstopic.training import LoopSettings, param_groups, resolve_device
 
 log = logging.getLogger("newstopic")
 
@@ -196,8 +197,9 @@ def training_arguments(
         logging_strategy="epoch",
         report_to="none",
         disable_tqdm=True,
-        # The hand-written loop trains on the CPU: compare the engines on the same device.
-        use_cpu=True,
+        # runtime.device and runtime.precision, as the loop applies them.
+        use_cpu=resolve_device(s.device).type == "cpu",
+        bf16=s.precision == "bf16",
     )
 
 
