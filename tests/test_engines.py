@@ -66,8 +66,8 @@ def test_latest_checkpoint_skips_incomplete_and_foreign(tmp_path: Path) -> None:
 
 def test_compare_rejects_a_bad_benchmark_file(tmp_path: Path) -> None:
     bench = tmp_path / "finetune_hf.tsv"
-    bench.write_text("s\th:m:s\n1.0\t0:00:01\n")
-    with pytest.raises(InputError, match=r"finetune_hf\.tsv: missing column 'max_rss'"):
+    bench.write_text("h:m:s\tmax_rss\n0:00:01\t100\n")
+    with pytest.raises(InputError, match=r"finetune_hf\.tsv: missing column 's'"):
         read_benchmark(bench)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"history": [], "steps": 3}))
@@ -116,7 +116,7 @@ def test_compare_engines_table(compared: Path) -> None:
         mlm = json.loads((out / engine / "mlm" / "metrics.json").read_text())
         # Below a uniform guess over the vocabulary: the MLM learned something.
         assert mlm["engine"] == engine and mlm["history"][-1]["train_loss"] < np.log(vocab) - 0.5
-    for col in ("train_samples_per_s", "wall_seconds", "peak_rss_mb"):
+    for col in ("train_samples_per_s", "wall_seconds", "cpu_seconds", "peak_rss_mb"):
         assert (table[col] > 0).all(), col
     md = (out / "engines.md").read_text()
     assert "| finetune | hf |" in md and re.search(r"- finetune: loop \d+ vs hf \d+ training samples/s", md)
