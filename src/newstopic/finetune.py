@@ -25,7 +25,6 @@ from newstopic.predict import predict_proba
 from newstopic.preprocess import read_split
 from newstopic.tokenization import load_tokenizer
 from newstopic.training import LoopSettings, train
-from newstopic.usage import process_usage
 
 log = logging.getLogger("newstopic")
 
@@ -175,7 +174,6 @@ def finetune(
         "steps": state.step,
         "train_seconds": round(state.train_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
-        **process_usage(),
         "encoder_source": encoder_source,
         "history": state.history,
     }

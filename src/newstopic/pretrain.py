@@ -19,7 +19,6 @@ from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrain
 from newstopic.preprocess import read_split
 from newstopic.tokenization import load_tokenizer
 from newstopic.training import LoopSettings, train
-from newstopic.usage import process_usage
 
 log = logging.getLogger("newstopic")
 
@@ -140,7 +139,6 @@ def mlm_pretrain(
         "steps": state.step,
         "train_seconds": round(state.train_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
-        **process_usage(),
         "history": losses,
     }
     if distributed.is_main():
