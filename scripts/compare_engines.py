@@ -1,5 +1,5 @@
-"""Rule compare_engines: the loop vs Trainer table (CSV + Markdown) from the runs' metrics
-and benchmark files."""
+"""Rule compare_engines: the loop vs Trainer table (CSV + Markdown) from the runs' metrics,
+usage and benchmark files."""
 
 from newstopic.compare import compare_engines
 from newstopic.errors import run_main
@@ -8,9 +8,9 @@ from newstopic.logs import setup_logging
 sm = snakemake  # noqa: F821
 log = setup_logging(sm.log[0])
 runs = [
-    (stage, engine, metrics, benchmark, sm.params.epochs[stage])
-    for (stage, engine), metrics, benchmark in zip(
-        sm.params.runs, sm.input.metrics, sm.input.benchmarks, strict=True
+    (stage, engine, metrics, usage, benchmark, sm.params.epochs[stage])
+    for (stage, engine), metrics, usage, benchmark in zip(
+        sm.params.runs, sm.input.metrics, sm.input.usage, sm.input.benchmarks, strict=True
     )
 ]
 stage_files = {"finetune": list(sm.input.train)}

@@ -71,10 +71,14 @@ def test_compare_rejects_a_bad_benchmark_file(tmp_path: Path) -> None:
         read_benchmark(bench)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"history": [], "steps": 3}))
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"process_cpu_seconds": 1.0, "process_peak_rss_mb": 100.0}))
     bench.write_text("s\tmax_rss\tcpu_time\n1.0\t100\t0.9\n")
     with pytest.raises(InputError, match=r"metrics\.json: missing key 'train_rows'"):
         write_comparison(
-            [("finetune", "hf", str(metrics), str(bench), 1.0)], tmp_path / "a.csv", tmp_path / "a.md"
+            [("finetune", "hf", str(metrics), str(usage), str(bench), 1.0)],
+            tmp_path / "a.csv",
+            tmp_path / "a.md",
         )
     assert not (tmp_path / "a.csv").exists()
 

@@ -1,7 +1,7 @@
 """The engine comparison table: the hand-written loop vs the Hugging Face Trainer, per stage,
-from each run's metrics.json (quality, training seconds, process CPU seconds and peak RSS)
-and its Snakemake benchmark TSV (wall seconds), with the work each engine's batching implies
-(padding, MLM head positions)."""
+from each run's metrics.json (quality, training seconds), usage.json (the job's CPU seconds
+and peak RSS, newstopic.usage) and Snakemake benchmark TSV (wall seconds), with the work each
+engine's batching implies (padding, MLM head positions)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def read_benchmark(path: str | os.PathLike[str]) -> dict[str, float]:
 
     Its `max_rss` and `cpu_time` are sampled (every 0.5 s for 15 s, then every 30 s), so a job
     of a minute or two loses part of its CPU time and maybe its peak: the table takes those
-    from the job's own getrusage figures in metrics.json instead (newstopic.usage).
+    from the job's own getrusage figures (usage.json, newstopic.usage) instead.
     """
     try:
         frame = pd.read_csv(path, sep="\t")
@@ -92,11 +92,13 @@ def engine_row(
     stage: str,
     engine: str,
     metrics_path: str | os.PathLike[str],
+    usage_path: str | os.PathLike[str],
     benchmark_path: str | os.PathLike[str],
     epochs: float,
 ) -> dict[str, Any]:
     """One table row: quality and speed of one engine on one stage."""
     metrics = _read_json(metrics_path)
+    usage = _read_json(usage_path)
     history = _need(metrics, "history", metrics_path)
     rows = metrics.get("train_rows", metrics.get("rows"))
     if rows is None:
@@ -111,8 +113,8 @@ def engine_row(
         "steps": int(_need(metrics, "steps", metrics_path)),
         "train_seconds": train_seconds,
         "train_samples_per_s": rows * epochs / train_seconds if train_seconds > 0 else math.nan,
-        "cpu_seconds": float(_need(metrics, "process_cpu_seconds", metrics_path)),
-        "peak_rss_mb": float(_need(metrics, "process_peak_rss_mb", metrics_path)),
+        "cpu_seconds": float(_need(usage, "process_cpu_seconds", usage_path)),
+        "peak_rss_mb": float(_need(usage, "process_peak_rss_mb", usage_path)),
     }
     row.update(read_benchmark(benchmark_path))
     return row
@@ -203,13 +205,14 @@ def to_markdown(
 
 
 def write_comparison(
-    runs: Sequence[tuple[str, str, str, str, float]],
+    runs: Sequence[tuple[str, str, str, str, str, float]],
     csv_path: str | os.PathLike[str],
     md_path: str | os.PathLike[str],
     work: Sequence[str] = (),
     title: str = "Training engines compared",
 ) -> pd.DataFrame:
-    """`runs`: (stage, engine, metrics.json, benchmark TSV, epochs) per trained model; `work`:
+    """`runs`: (stage, engine, metrics.json, usage.json, benchmark TSV, epochs) per trained
+    model; `work`:
     lines from `work_lines`. Writes the table as CSV and as Markdown (with the loop's
     speed-up per stage)."""
     table = comparison_table([engine_row(*run) for run in runs])
@@ -220,7 +223,7 @@ def write_comparison(
 
 
 def compare_engines(
-    runs: Sequence[tuple[str, str, str, str, float]],
+    runs: Sequence[tuple[str, str, str, str, str, float]],
     csv_path: str | os.PathLike[str],
     md_path: str | os.PathLike[str],
     *,

@@ -14,7 +14,9 @@ What is the Trainer's own (the honest "Trainer as people use it" baseline):
   every position onto the vocabulary (the loop projects only the masked ones);
 - checkpoints are the Trainer's, one per epoch (`save_strategy="epoch"`, which
   `load_best_model_at_end` requires), kept in `<scratch>/hf/`; `runtime.checkpoint_every`
-  and SIGTERM checkpoints are loop-only, so a killed run redoes its current epoch.
+  and SIGTERM checkpoints are loop-only, so a killed run redoes its current epoch;
+- one training process (several GPUs of one process are used through DataParallel); for
+  DistributedDataParallel over several processes or nodes use the loop.
 
 A Trainer checkpoint is written file by file, not atomically. After each save a small
 `newstopic.json` (run fingerprint, training seconds so far) is written into it: a checkpoint
@@ -48,7 +50,9 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from newstopic import distributed
 from newstopic.checkpoint import TrainState
+from newstopic.errors import ConfigError
 from newstopic.metrics import classification_metrics
 from newstopic.training import LoopSettings, param_groups, resolve_device
 
@@ -173,14 +177,25 @@ def training_arguments(
     """The loop's settings as TrainingArguments; evaluation (and best-model selection by
     valid accuracy) when `eval_batch_size` is given."""
     s = settings
+    if distributed.world_size() > 1:
+        raise ConfigError(
+            "engine 'hf' runs in one process: set resources.<rule>.processes to 1 and nodes to 1, "
+            "or use engine 'loop' for several training processes"
+        )
+    use_cpu = resolve_device(s.device).type == "cpu"
+    # batch_size is the global batch; in one process the Trainer splits its per-device batch
+    # over every visible GPU (DataParallel), so give it the global batch's share.
+    devices = 1 if use_cpu else max(1, torch.cuda.device_count())
+    if s.batch_size % devices:
+        raise ConfigError(f"batch_size {s.batch_size} is not divisible by the {devices} GPUs (engine 'hf')")
     # The loop's schedule: the same total and warmup step counts. (The Trainer reads a
     # float warmup_steps < 1 as a ratio but rounds it up; an int keeps the loop's count.)
     total_steps = max(1, math.ceil(s.epochs * math.ceil(train_rows / s.batch_size)))
     evaluate = eval_batch_size is not None
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=s.batch_size,
-        per_device_eval_batch_size=eval_batch_size or s.batch_size,
+        per_device_train_batch_size=s.batch_size // devices,
+        per_device_eval_batch_size=max(1, (eval_batch_size or s.batch_size) // devices),
         num_train_epochs=s.epochs,
         learning_rate=s.lr,
         weight_decay=s.weight_decay,
@@ -198,7 +213,7 @@ def training_arguments(
         report_to="none",
         disable_tqdm=True,
         # runtime.device and runtime.precision, as the loop applies them.
-        use_cpu=resolve_device(s.device).type == "cpu",
+        use_cpu=use_cpu,
         bf16=s.precision == "bf16",
     )
 

@@ -17,6 +17,7 @@ rule mlm_engine:
     output:
         model=directory(f"{RESULTS}/compare_engines/{{engine}}/mlm/model"),
         metrics=f"{RESULTS}/compare_engines/{{engine}}/mlm/metrics.json",
+        usage=f"{RESULTS}/compare_engines/{{engine}}/mlm/usage.json",
     log:
         f"{LOGS}/compare_engines/mlm_{{engine}}.log",
     benchmark:
@@ -25,7 +26,7 @@ rule mlm_engine:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **resources_of("mlm_pretrain"),
     params:
         **runtime_params(),
         model=config["model"],
@@ -47,6 +48,7 @@ rule finetune_engine:
     output:
         model=directory(f"{RESULTS}/compare_engines/{{engine}}/model"),
         metrics=f"{RESULTS}/compare_engines/{{engine}}/metrics.json",
+        usage=f"{RESULTS}/compare_engines/{{engine}}/usage.json",
     log:
         f"{LOGS}/compare_engines/finetune_{{engine}}.log",
     benchmark:
@@ -55,7 +57,7 @@ rule finetune_engine:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **resources_of("finetune"),
     params:
         **runtime_params(),
         encoder=encoder_param,
@@ -74,6 +76,7 @@ rule finetune_engine:
 rule compare_engines:
     input:
         metrics=[f"{compare_dir(s, e)}/metrics.json" for s, e in compare_runs()],
+        usage=[f"{compare_dir(s, e)}/usage.json" for s, e in compare_runs()],
         benchmarks=[
             f"{BENCHMARKS}/compare_engines/{s}_{e}.tsv" for s, e in compare_runs()
         ],
