@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

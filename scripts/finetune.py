@@ -3,9 +3,11 @@
 import torch
 
 from newstopic import distributed
+from newstopic.atomic import write_json
 from newstopic.errors import run_main
 from newstopic.finetune import finetune
 from newstopic.logs import setup_logging
+from newstopic.usage import process_usage
 
 sm = snakemake  # noqa: F821
 # Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
@@ -32,6 +34,9 @@ metrics = run_main(
     log_every=sm.params.log_every,
     device=sm.params.device,
     precision=sm.params.precision,
+    engine=sm.params.engine,
     log_file=sm.log[0],
 )
 log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])
+if hasattr(sm.output, "usage"):  # compare_engines: this job's exact CPU time and peak RSS
+    write_json(sm.output.usage, process_usage())

@@ -3,9 +3,11 @@
 import torch
 
 from newstopic import distributed
+from newstopic.atomic import write_json
 from newstopic.errors import run_main
 from newstopic.logs import setup_logging
 from newstopic.pretrain import mlm_pretrain
+from newstopic.usage import process_usage
 
 sm = snakemake  # noqa: F821
 # Several processes (resources.<rule>.processes/nodes): re-run under torchrun, or join the group.
@@ -29,6 +31,9 @@ metrics = run_main(
     log_every=sm.params.log_every,
     device=sm.params.device,
     precision=sm.params.precision,
+    engine=sm.params.engine,
     log_file=sm.log[0],
 )
 log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])
+if hasattr(sm.output, "usage"):  # compare_engines: this job's exact CPU time and peak RSS
+    write_json(sm.output.usage, process_usage())

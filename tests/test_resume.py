@@ -281,6 +281,7 @@ class Engine:
     resumed_re: str  # the log line of a resumed job; group 1 = the step
     exact: bool  # the final result must equal the uninterrupted run's
     mid_epoch: bool  # checkpoints every runtime.checkpoint_every steps (else per epoch)
+    complete_file: str | None = None  # written last into a checkpoint (None: complete when visible)
     plan: tuple[Interrupt, ...] = field(default_factory=tuple)
 
 
@@ -327,6 +328,7 @@ HF = Engine(
     resumed_re=r"resumed at step (\d+)",
     exact=False,
     mid_epoch=False,
+    complete_file="newstopic.json",  # the Trainer fills checkpoint-N/ file by file
     plan=(
         Interrupt("mlm_pretrain", 1),
         Interrupt("finetune", 1),
@@ -367,6 +369,8 @@ def checkpoint_steps(workdir: Path, rule: str, engine: Engine) -> list[int]:
     found = []
     for path in (workdir / "scratch" / rule).glob(engine.checkpoint_glob):
         m = re.search(r"(\d+)$", path.name)
+        if engine.complete_file and not (path / engine.complete_file).is_file():
+            continue
         if m and path.is_dir():
             found.append(int(m[1]))
     return sorted(found)

@@ -72,6 +72,7 @@ def finetune(
     log_every: int,
     device: str = "cpu",
     precision: str = "fp32",
+    engine: str = "loop",
 ) -> dict[str, Any]:
     start = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -137,7 +138,24 @@ def finetune(
         ],
     )
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
-    state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)
+    if engine == "hf":
+        from newstopic.hf_engine import train_classifier
+
+        state = train_classifier(
+            model,
+            tokenizer,
+            train_ids,
+            labels.numpy(),
+            valid_ids,
+            valid_labels,
+            settings,
+            eval_batch_size=train_cfg["eval_batch_size"],
+            scratch_dir=scratch_dir,
+            run_fingerprint=run_id,
+            keep_checkpoints=keep_checkpoints,
+        )
+    else:
+        state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)
 
     if distributed.is_main():  # one writer; every rank holds the same weights
         with atomic_path(out_dir) as tmp:
@@ -146,6 +164,7 @@ def finetune(
     best = next(h for h in state.history if h["step"] == state.best_step)
     metrics = {
         "stage": stage,
+        "engine": engine,
         "valid_accuracy": best["valid_accuracy"],
         "valid_macro_f1": best["valid_macro_f1"],
         "valid_loss": best["valid_loss"],

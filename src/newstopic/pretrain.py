@@ -41,6 +41,7 @@ def mlm_pretrain(
     log_every: int,
     device: str = "cpu",
     precision: str = "fp32",
+    engine: str = "loop",
 ) -> dict[str, Any]:
     start = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -109,7 +110,21 @@ def mlm_pretrain(
         [*text_files, tokenizer_dir],
     )
     checkpoints = CheckpointDir(Path(scratch_dir), run_id, keep_checkpoints)
-    state = train(model, lengths, make_batch, loss_fn, None, settings, checkpoints)
+    if engine == "hf":
+        from newstopic.hf_engine import train_mlm
+
+        state = train_mlm(
+            model,
+            tokenizer,
+            ids,
+            settings,
+            mask_prob=mlm_cfg["mask_prob"],
+            scratch_dir=scratch_dir,
+            run_fingerprint=run_id,
+            keep_checkpoints=keep_checkpoints,
+        )
+    else:
+        state = train(model, lengths, make_batch, loss_fn, None, settings, checkpoints)
 
     if distributed.is_main():  # one writer; every rank holds the same weights
         with atomic_path(out_dir) as tmp:
@@ -118,6 +133,7 @@ def mlm_pretrain(
     losses = [h for h in state.history]
     metrics = {
         "stage": "mlm_pretrain",
+        "engine": engine,
         "rows": len(ids),
         "tokens": int(lengths.sum()),
         "steps": state.step,

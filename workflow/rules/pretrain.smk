@@ -20,6 +20,7 @@ rule mlm_pretrain:
         mlm=config["mlm"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
+        engine=config["engine"],
         scratch=scratch("mlm_pretrain"),
     script:
         "../../scripts/mlm_pretrain.py"

@@ -23,6 +23,7 @@ rule finetune:
         train=config["finetune"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
+        engine=config["engine"],
         scratch=scratch("finetune"),
     script:
         "../../scripts/finetune.py"
@@ -76,6 +77,7 @@ rule retrain:
         train=config["retrain"],
         max_length=config["tokenizer"]["max_length"],
         seed=config["seed"],
+        engine=config["engine"],
         scratch=scratch("retrain"),
     script:
         "../../scripts/finetune.py"
