@@ -202,8 +202,7 @@ def _kill_after_first_checkpoint(wf: Path) -> None:
 def test_hf_engine_resumes_after_kill(workflow_copy: Path) -> None:
     wf = workflow_copy
     metrics_path = wf / "results" / "finetune" / "metrics.json"
-    # Uninterrupted first. (Same workflow copy, so the same tokenizer: WordPiece training may
-    # number tied pieces differently in another process.)
+    # Uninterrupted first, in the same workflow copy (the same data files and tokenizer).
     run_snakemake(wf, "finetune", config=HF_OVERLAY)
     straight = json.loads(metrics_path.read_text())
 
