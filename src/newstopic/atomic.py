@@ -76,3 +76,10 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text`, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_pretrained_dir(out_dir: str | os.PathLike[str], *objects: Any) -> None:
+    """`save_pretrained` each object (model, tokenizer) into one directory, atomically."""
+    with atomic_path(out_dir) as tmp:
+        for obj in objects:
+            obj.save_pretrained(tmp)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from newstopic import distributed
-from newstopic.atomic import atomic_path, write_json
+from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.data import encode, pad_batch
 from newstopic.encoder import encoder_from_pretrained, mlm_from_config
@@ -158,9 +158,7 @@ def finetune(
         state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)
 
     if distributed.is_main():  # one writer; every rank holds the same weights
-        with atomic_path(out_dir) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+        save_pretrained_dir(out_dir, model, tokenizer)
     best = next(h for h in state.history if h["step"] == state.best_step)
     metrics = {
         "stage": stage,

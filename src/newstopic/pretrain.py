@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from newstopic import distributed
-from newstopic.atomic import atomic_path, write_json
+from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.data import encode, mask_tokens, pad_batch, special_tokens_mask, step_generator
 from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained
@@ -127,10 +127,7 @@ def mlm_pretrain(
         state = train(model, lengths, make_batch, loss_fn, None, settings, checkpoints)
 
     if distributed.is_main():  # one writer; every rank holds the same weights
-        with atomic_path(out_dir) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    losses = [h for h in state.history]
+        save_pretrained_dir(out_dir, model, tokenizer)
     metrics = {
         "stage": "mlm_pretrain",
         "engine": engine,
@@ -139,7 +136,7 @@ def mlm_pretrain(
         "steps": state.step,
         "train_seconds": round(state.train_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
-        "history": losses,
+        "history": state.history,
     }
     if distributed.is_main():
         write_json(metrics_path, metrics)
