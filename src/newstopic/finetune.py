@@ -49,7 +49,11 @@ def initial_classifier(
     else:
         encoder = mlm_from_config(model_cfg["arch"], vocab_size, pad_token_id).base_model
     return build_classifier(
-        encoder, model_cfg["pooling"], model_cfg["dropout"], model_cfg["head_hidden_size"]
+        encoder,
+        model_cfg["pooling"],
+        model_cfg["dropout"],
+        model_cfg["head_hidden_size"],
+        ngrams=model_cfg.get("ngrams"),
     )
 
 

@@ -88,9 +88,10 @@ def param_groups(
     lr: float,
     weight_decay: float,
     head_lr: float | None = None,
-    head_prefix: str = "head.",
+    head_prefix: tuple[str, ...] = ("head.", "ngrams."),
 ) -> list[dict[str, Any]]:
-    """AdamW groups: no decay on biases and norms; the new head may get its own lr."""
+    """AdamW groups: no decay on biases and norms; the new layers (head, n-gram bag) may get
+    their own lr."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
