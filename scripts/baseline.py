@@ -13,6 +13,7 @@ metrics = run_main(
     sm.input.test,
     sm.output.metrics,
     sm.output.submission,
+    sm.output.test_probs,
     ngram_max=sm.params.ngram_max,
     c=sm.params.c,
     analyzer=sm.params.analyzer,

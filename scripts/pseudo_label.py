@@ -8,7 +8,7 @@ sm = snakemake  # noqa: F821
 log = setup_logging(sm.log[0])
 report = run_main(
     pseudo_label_files,
-    sm.input.probs,
+    list(sm.input.probs),  # one file per teacher (pseudo_label.teachers)
     sm.input.test,
     sm.output.rows,
     sm.output.report,

@@ -11,7 +11,8 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained, split_mlm
 from newstopic.errors import ConfigError
 from newstopic.finetune import initial_classifier
-from newstopic.model import NewsTopicClassifier, build_classifier
+from newstopic.model import NewsTopicClassifier, build_classifier, hashed_ngrams
+from newstopic.training import param_groups
 
 ARCH = dict(
     hidden_size=32,
@@ -99,3 +100,58 @@ def test_masked_only_loss_matches_full_head() -> None:
     full = model(input_ids=ids, attention_mask=mask).logits.reshape(-1, 100)[positions]
     expected = torch.nn.functional.cross_entropy(full, labels)
     assert torch.allclose(masked_lm_loss(model, ids, mask, positions, labels), expected, atol=1e-5)
+
+
+NGRAMS = dict(buckets=997, dim=8, max_n=3, dropout=0.5)
+
+
+def test_hashed_ngrams_cover_each_real_ngram_once() -> None:
+    ids, mask = batch()  # attended lengths 5 and 3
+    grams, real = hashed_ngrams(ids, mask, max_n=3, buckets=997)
+    # n-grams inside the attended tokens only: 5+4+3 for the first title, 3+2+1 for the second.
+    assert real.sum(1).tolist() == [12, 6]
+    assert int(grams.min()) >= 0 and int(grams.max()) < 997
+    # The same title hashes to the same buckets whatever the padding around it.
+    alone, alone_real = hashed_ngrams(ids[1:, :3], mask[1:, :3], max_n=3, buckets=997)
+    assert sorted(alone[alone_real].tolist()) == sorted(grams[1][real[1]].tolist())
+    # Order matters: a reversed bigram lands elsewhere.
+    ab, _ = hashed_ngrams(torch.tensor([[10, 11]]), torch.ones(1, 2), 2, 10**6)
+    ba, _ = hashed_ngrams(torch.tensor([[11, 10]]), torch.ones(1, 2), 2, 10**6)
+    assert ab[0, 2] != ba[0, 2]
+
+
+def test_ngram_bag_round_trip_padding_and_lr_group(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    encoder = mlm_from_config(ARCH, 100, 0).base_model
+    model = build_classifier(encoder, "mean", 0.1, 16, ngrams=NGRAMS).eval()
+    assert model.ngrams is not None and model.ngrams.embed.num_embeddings == 997
+    ids, mask = batch()
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path / "m")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.ngram_buckets == 997 and loaded.config.ngram_max_n == 3
+    assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, logits)
+    # The second title scored alone, without the padding its batch gave it.
+    alone = model(input_ids=ids[1:, :3], attention_mask=mask[1:, :3]).logits
+    assert torch.allclose(alone, logits[1:], atol=1e-5)
+    # The bag is a new layer: it trains at the head's learning rate.
+    groups = param_groups(model, lr=1e-4, weight_decay=0.01, head_lr=1e-2)
+    bag = model.ngrams.embed.weight
+    assert [g["lr"] for g in groups if any(p is bag for p in g["params"])] == [1e-2]
+
+
+def test_ngram_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = build_classifier(mlm_from_config(ARCH, 100, 0).base_model, "mean", 0.0, 0, ngrams=NGRAMS)
+    ids, mask = batch()
+    bag = model.ngrams.eval()
+    scored = bag(ids, mask)
+    assert not torch.equal(bag.train()(ids, mask), scored)
+    assert torch.equal(bag.eval()(ids, mask), scored)
+
+
+def test_initial_classifier_builds_the_configured_bag() -> None:
+    clf = initial_classifier(None, {**MODEL_CFG, "ngrams": {**NGRAMS, "buckets": 0}}, 100, 0)
+    assert clf.ngrams is None
+    clf = initial_classifier(None, {**MODEL_CFG, "ngrams": NGRAMS}, 100, 0)
+    assert clf.ngrams is not None and clf.config.ngram_dim == 8

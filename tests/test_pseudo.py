@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
+from newstopic.errors import InputError
 from newstopic.predict import PROB_COLUMNS
-from newstopic.pseudo import select_pseudo_labels
+from newstopic.preprocess import UNLABELED_SCHEMA, write_parquet
+from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,3 +49,39 @@ def test_cap_per_class_keeps_the_most_confident() -> None:
 def test_threshold_one_accepts_nothing() -> None:
     rows, report = select_pseudo_labels(*frames(), threshold=1.0)
     assert rows.empty and report["accepted"] == 0 and report["mean_confidence"] is None
+
+
+def write_probs(frame: pd.DataFrame, path: Path) -> str:
+    frame.assign(topic_idx=frame[PROB_COLUMNS].to_numpy().argmax(1)).to_parquet(path, index=False)
+    return str(path)
+
+
+def test_two_teachers_are_averaged_row_by_row(tmp_path: Path) -> None:
+    probs, test = frames()
+    # A second teacher, rows in another order: it is sure of row 102 (class 5), and
+    # unsure of row 101, which the first teacher alone would accept.
+    other = probs.copy()
+    other.loc[other["index"] == 102, PROB_COLUMNS] = np.eye(7, dtype=np.float32)[5]
+    other.loc[other["index"] == 101, PROB_COLUMNS] = np.full(7, 1 / 7, dtype=np.float32)
+    other = other.iloc[::-1]
+    write_parquet(test.assign(title_raw=test["title_raw"]), tmp_path / "test.parquet", UNLABELED_SCHEMA)
+    report = pseudo_label_files(
+        [write_probs(probs, tmp_path / "a.parquet"), write_probs(other, tmp_path / "b.parquet")],
+        str(tmp_path / "test.parquet"),
+        str(tmp_path / "rows.parquet"),
+        str(tmp_path / "report.json"),
+        threshold=0.9,
+        max_per_class=None,
+    )
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    # 100: (0.95 + 0.95) / 2; 101: (0.99 + 1/7) / 2 < 0.9; 103: 0.91; 105: 0.97.
+    assert rows["index"].tolist() == [100, 103, 105]
+    assert rows["topic_idx"].tolist() == [0, 3, 6]
+    assert report["mean_confidence"] == pytest.approx((0.95 + 0.91 + 0.97) / 3, abs=1e-6)
+    assert report["accepted"] == 3 and len(report["teachers"]) == 2
+
+
+def test_teachers_must_cover_the_same_rows(tmp_path: Path) -> None:
+    probs, _ = frames()
+    with pytest.raises(InputError, match=r"b\.parquet: its test rows differ from those of .*a\.parquet"):
+        average_probs([probs, probs.iloc[1:]], [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])

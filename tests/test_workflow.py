@@ -37,6 +37,7 @@ OUTPUTS = [
     "results/submission.csv",
     "results/baseline/metrics.json",
     "results/baseline/submission.csv",
+    "results/baseline/test_probs.parquet",
     "results/summary.json",
     "results/summary.md",
     "benchmarks/mlm_pretrain.tsv",

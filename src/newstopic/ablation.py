@@ -109,11 +109,19 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
         ]
         lines += [f"| {r} | {b['wall_s']:.1f} | {b['max_rss_mb']:.0f} |" for r, b in run["rules"].items()]
         lines += [f"| **whole run (snakemake)** | {run['snakemake_wall_s']:.1f} | |", ""]
+    n = full["stages"]["finetune"]["valid_rows"]
+    acc = full["stages"]["finetune"]["valid_accuracy"]
+    lines += [
+        f"Sampling noise: with {n} valid rows, one accuracy near {acc:.2f} has a standard error of "
+        f"{(acc * (1 - acc) / n) ** 0.5:.4f}; differences smaller than that are not evidence.",
+        "",
+    ]
     p = full.get("pseudo_label")
     if p:
+        teachers = ", ".join(Path(t).parent.name for t in p.get("teachers", ["finetune/"]))
         lines += [
             f"Pseudo-labels: {p['accepted']} of {p['test_rows']} test rows "
-            f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}.",
+            f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}, teachers: {teachers}.",
             "",
         ]
     lines += ["## Config", "", "```yaml", config_text.rstrip(), "```", ""]

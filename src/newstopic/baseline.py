@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from newstopic.atomic import atomic_path, write_json
 from newstopic.metrics import accuracy, macro_f1
-from newstopic.preprocess import read_split
+from newstopic.predict import PROB_COLUMNS, PROBS_SCHEMA
+from newstopic.preprocess import read_split, write_parquet
 
 
 def tfidf_svm_baseline(
@@ -20,12 +23,14 @@ def tfidf_svm_baseline(
     test_path: str,
     metrics_path: str,
     submission_path: str,
+    test_probs_path: str | None = None,
     *,
     ngram_max: int = 3,
     c: float = 0.3,
     analyzer: str = "char_wb",
 ) -> dict[str, Any]:
-    """Fit on train, score on valid, predict test; write metrics.json and a submission."""
+    """Fit on train, score on valid, predict test; write metrics.json and a submission, and
+    (test_probs_path) calibrated test probabilities for pseudo-labelling."""
     start = time.perf_counter()
     train = read_split(train_path, labeled=True)
     valid = read_split(valid_path, labeled=True)
@@ -48,5 +53,14 @@ def tfidf_svm_baseline(
     test_pred = clf.predict(vectorizer.transform(test["title"]))
     with atomic_path(submission_path) as tmp:
         test[["index"]].assign(topic_idx=test_pred).to_csv(tmp, index=False)
+    if test_probs_path:
+        # An SVM has margins, not probabilities: Platt scaling fitted by 3-fold CV on train
+        # (valid stays unseen) turns them into probabilities another model can be averaged with.
+        calibrated = CalibratedClassifierCV(LinearSVC(C=c), cv=3, method="sigmoid")
+        probs = calibrated.fit(x_train, train["topic_idx"]).predict_proba(vectorizer.transform(test["title"]))
+        frame = pd.DataFrame(probs.astype("float32"), columns=PROB_COLUMNS)
+        frame.insert(0, "index", test["index"].to_numpy())
+        frame["topic_idx"] = probs.argmax(1)
+        write_parquet(frame, test_probs_path, PROBS_SCHEMA)
     write_json(metrics_path, metrics)
     return metrics

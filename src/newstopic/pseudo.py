@@ -42,8 +42,39 @@ def select_pseudo_labels(
     return chosen[["index", "title", "title_raw", "topic_idx", "confidence"]], report
 
 
+def read_probs(path: str) -> pd.DataFrame:
+    """A probabilities parquet (index + prob_* columns), checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from newstopic.errors import InputError
+
+    try:
+        probs = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ["index", *PROB_COLUMNS] if c not in probs.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}")
+    return probs
+
+
+def average_probs(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """The teachers' mean class probabilities per test row (rows matched on index)."""
+    from newstopic.errors import InputError
+
+    ordered = [f.set_index("index").sort_index() for f in frames]
+    for frame, name in zip(ordered[1:], names[1:], strict=True):
+        if not frame.index.equals(ordered[0].index):
+            raise InputError(f"{name}: its test rows differ from those of {names[0]}")
+    mean = sum(f[PROB_COLUMNS].to_numpy(dtype=np.float64) for f in ordered) / len(ordered)
+    out = pd.DataFrame(mean, columns=PROB_COLUMNS)
+    out.insert(0, "index", ordered[0].index.to_numpy())
+    return out
+
+
 def pseudo_label_files(
-    probs_path: str,
+    probs_paths: list[str],
     test_path: str,
     rows_path: str,
     report_path: str,
@@ -51,24 +82,15 @@ def pseudo_label_files(
     threshold: float,
     max_per_class: int | None,
 ) -> dict[str, Any]:
-    """The pseudo_label stage: read probabilities and test titles, write rows + report."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """The pseudo_label stage: average the teachers' test probabilities (one file or several),
+    keep the confident rows; write rows + report."""
     from newstopic.atomic import write_json
-    from newstopic.errors import InputError
-    from newstopic.predict import PROB_COLUMNS
     from newstopic.preprocess import LABELED_SCHEMA, read_split, write_parquet
 
-    try:
-        probs = pq.read_table(probs_path).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{probs_path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ["index", *PROB_COLUMNS] if c not in probs.columns]
-    if missing:
-        raise InputError(f"{probs_path}: missing column {missing[0]!r}")
+    probs = average_probs([read_probs(p) for p in probs_paths], list(probs_paths))
     test = read_split(test_path, labeled=False)
     rows, report = select_pseudo_labels(probs, test, threshold, max_per_class)
+    report["teachers"] = list(probs_paths)
     write_parquet(rows, rows_path, LABELED_SCHEMA)
     write_json(report_path, report)
     return report

@@ -6,6 +6,7 @@ rule baseline:
     output:
         metrics=f"{RESULTS}/baseline/metrics.json",
         submission=f"{RESULTS}/baseline/submission.csv",
+        test_probs=f"{RESULTS}/baseline/test_probs.parquet",
     log:
         f"{LOGS}/baseline.log",
     benchmark:

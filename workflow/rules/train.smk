@@ -31,7 +31,10 @@ rule finetune:
 
 rule pseudo_label:
     input:
-        probs=f"{RESULTS}/finetune/test_probs.parquet",
+        probs=[
+            f"{RESULTS}/{teacher}/test_probs.parquet"
+            for teacher in config["pseudo_label"]["teachers"]
+        ],
         test=f"{RESULTS}/data/test.parquet",
     output:
         rows=f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
