@@ -17,8 +17,14 @@ parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
 parser.add_argument("--workdir", default="runs/ablation", help="where the two runs write results/")
 parser.add_argument("--out", default="docs/results.md")
 parser.add_argument("--cores", type=int, default=2)
+parser.add_argument(
+    "--report-only",
+    action="store_true",
+    help="rewrite --out from the finished runs in --workdir (wall times from their Snakemake logs)",
+)
 args = parser.parse_args()
-command = "python scripts/ablation.py " + shlex.join(sys.argv[1:])
+# The command that reproduces the runs (not merely the report).
+command = "python scripts/ablation.py " + shlex.join(a for a in sys.argv[1:] if a != "--report-only")
 run_ablation(
     REPO,
     [Path(f).resolve() for f in args.configfile],
@@ -26,4 +32,5 @@ run_ablation(
     Path(args.out),
     args.cores,
     command.strip(),
+    args.report_only,
 )

@@ -12,6 +12,7 @@ from newstopic.errors import InputError
 from newstopic.predict import PROB_COLUMNS
 from newstopic.preprocess import UNLABELED_SCHEMA, write_parquet
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
+from newstopic.teachers import selection_quality
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,3 +86,11 @@ def test_teachers_must_cover_the_same_rows(tmp_path: Path) -> None:
     probs, _ = frames()
     with pytest.raises(InputError, match=r"b\.parquet: its test rows differ from those of .*a\.parquet"):
         average_probs([probs, probs.iloc[1:]], [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+
+
+def test_selection_quality_counts_kept_rows_and_their_precision() -> None:
+    probs = np.array([[0.95, 0.05], [0.92, 0.08], [0.4, 0.6], [0.1, 0.9]])
+    quality = selection_quality(np.array([0, 1, 1, 0]), probs, threshold=0.9)
+    # argmax right on rows 0 and 2; rows 0, 1, 3 kept, of which only row 0 is right.
+    assert quality == {"accuracy": 0.5, "coverage": 0.75, "precision": pytest.approx(1 / 3)}
+    assert np.isnan(selection_quality(np.array([0]), np.array([[0.6, 0.4]]), 0.9)["precision"])

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_snakemake, snakemake_env
 
+from newstopic.predict import PROB_COLUMNS
+
 pytestmark = pytest.mark.e2e
 
 OUTPUTS = [
@@ -91,6 +93,11 @@ def test_demo_workflow_end_to_end(workflow_copy: Path) -> None:
     assert mlm["history"][-1]["train_loss"] < mlm["history"][0]["train_loss"]
     report = json.loads((wf / "results" / "pseudo_label" / "report.json").read_text())
     assert report["accepted"] > 0 and sum(report["per_class"].values()) == report["accepted"]
+    # The demo config averages two teachers: the fine-tuned model and the calibrated baseline.
+    teachers = ["results/finetune/test_probs.parquet", "results/baseline/test_probs.parquet"]
+    assert report["teachers"] == teachers
+    baseline_probs = pd.read_parquet(wf / "results" / "baseline" / "test_probs.parquet")
+    assert np.allclose(baseline_probs[PROB_COLUMNS].sum(1), 1.0, atol=1e-5)
     retrain = json.loads((wf / "results" / "retrain" / "metrics.json").read_text())
     assert (
         retrain["train_rows"]

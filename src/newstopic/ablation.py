@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,29 @@ def absolute_data_paths(config_files: list[Path], repo: Path) -> dict[str, Any]:
     return {"data": {k: str((repo / v).resolve()) for k, v in data.items()}}
 
 
+def last_run_wall_s(workdir: Path) -> float:
+    """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    for line in reversed(logs[-1].read_text().splitlines() if logs else []):
+        if line.startswith("Elapsed time:"):
+            h, m, sec = line.split(":", 1)[1].strip().split(":")
+            return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
+    raise RuntimeError(f"{workdir}: no finished Snakemake run (no 'Elapsed time' in .snakemake/log)")
+
+
+def read_variant(workdir: Path) -> dict[str, Any]:
+    """A finished run's results/summary.json, its valid row count and its wall time."""
+    summary = json.loads((workdir / "results" / "summary.json").read_text())
+    finetune = json.loads((workdir / "results" / "finetune" / "metrics.json").read_text())
+    summary["valid_rows"] = finetune["valid_rows"]
+    summary["snakemake_wall_s"] = last_run_wall_s(workdir)
+    return summary
+
+
 def run_variant(
     repo: Path, workdir: Path, config_files: list[Path], overlay: dict[str, Any], cores: int
 ) -> dict[str, Any]:
-    """One real `snakemake` run in `workdir`; returns its results/summary.json (+ wall time)."""
+    """One real `snakemake` run in `workdir`; returns what read_variant reads from it."""
     workdir.mkdir(parents=True, exist_ok=True)
     overlay_file = workdir / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay, allow_unicode=True))
@@ -50,11 +68,8 @@ def run_variant(
         *map(str, config_files),
         str(overlay_file),
     ]
-    start = time.perf_counter()
     subprocess.run(cmd, check=True)
-    summary = json.loads((workdir / "results" / "summary.json").read_text())
-    summary["snakemake_wall_s"] = round(time.perf_counter() - start, 1)
-    return summary
+    return read_variant(workdir)
 
 
 def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command: str) -> str:
@@ -109,7 +124,7 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
         ]
         lines += [f"| {r} | {b['wall_s']:.1f} | {b['max_rss_mb']:.0f} |" for r, b in run["rules"].items()]
         lines += [f"| **whole run (snakemake)** | {run['snakemake_wall_s']:.1f} | |", ""]
-    n = full["stages"]["finetune"]["valid_rows"]
+    n = full["valid_rows"]
     acc = full["stages"]["finetune"]["valid_accuracy"]
     lines += [
         f"Sampling noise: with {n} valid rows, one accuracy near {acc:.2f} has a standard error of "
@@ -129,13 +144,22 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
 
 
 def run_ablation(
-    repo: Path, config_files: list[Path], workdir: Path, out: Path, cores: int, command: str
+    repo: Path,
+    config_files: list[Path],
+    workdir: Path,
+    out: Path,
+    cores: int,
+    command: str,
+    report_only: bool = False,
 ) -> dict[str, dict[str, Any]]:
+    """Run every variant (or, with report_only, read the finished runs) and write `out`."""
     data = absolute_data_paths(config_files, repo)
     runs = {}
     for name, overlay in VARIANTS.items():
-        merged = {**overlay, **data}
-        runs[name] = run_variant(repo, workdir / name, config_files, merged, cores)
+        if report_only:
+            runs[name] = read_variant(workdir / name)
+        else:
+            runs[name] = run_variant(repo, workdir / name, config_files, {**overlay, **data}, cores)
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in config_files)
     write_text(out, results_markdown(runs, config_text, command))
     return runs

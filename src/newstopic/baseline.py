@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import spmatrix
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
@@ -15,6 +17,18 @@ from newstopic.atomic import atomic_path, write_json
 from newstopic.metrics import accuracy, macro_f1
 from newstopic.predict import PROB_COLUMNS, PROBS_SCHEMA
 from newstopic.preprocess import read_split, write_parquet
+
+
+def tfidf_vectorizer(analyzer: str, ngram_max: int) -> TfidfVectorizer:
+    # sublinear tf: a repeated n-gram in a 20-character title is not 3x the evidence.
+    return TfidfVectorizer(analyzer=analyzer, ngram_range=(1, ngram_max), sublinear_tf=True)
+
+
+def calibrated_svm(x_train: spmatrix, labels: np.ndarray, c: float) -> CalibratedClassifierCV:
+    """The LinearSVC with probabilities. An SVM has margins, not probabilities: Platt scaling
+    fitted by 3-fold CV on the training rows (nothing else is seen) turns them into
+    probabilities another model's can be averaged with."""
+    return CalibratedClassifierCV(LinearSVC(C=c), cv=3, method="sigmoid").fit(x_train, labels)
 
 
 def tfidf_svm_baseline(
@@ -35,8 +49,7 @@ def tfidf_svm_baseline(
     train = read_split(train_path, labeled=True)
     valid = read_split(valid_path, labeled=True)
     test = read_split(test_path, labeled=False)
-    # sublinear tf: a repeated n-gram in a 20-character title is not 3x the evidence.
-    vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=(1, ngram_max), sublinear_tf=True)
+    vectorizer = tfidf_vectorizer(analyzer, ngram_max)
     x_train = vectorizer.fit_transform(train["title"])
     clf = LinearSVC(C=c).fit(x_train, train["topic_idx"])
     pred = clf.predict(vectorizer.transform(valid["title"]))
@@ -54,10 +67,8 @@ def tfidf_svm_baseline(
     with atomic_path(submission_path) as tmp:
         test[["index"]].assign(topic_idx=test_pred).to_csv(tmp, index=False)
     if test_probs_path:
-        # An SVM has margins, not probabilities: Platt scaling fitted by 3-fold CV on train
-        # (valid stays unseen) turns them into probabilities another model can be averaged with.
-        calibrated = CalibratedClassifierCV(LinearSVC(C=c), cv=3, method="sigmoid")
-        probs = calibrated.fit(x_train, train["topic_idx"]).predict_proba(vectorizer.transform(test["title"]))
+        calibrated = calibrated_svm(x_train, train["topic_idx"].to_numpy(), c)
+        probs = calibrated.predict_proba(vectorizer.transform(test["title"]))
         frame = pd.DataFrame(probs.astype("float32"), columns=PROB_COLUMNS)
         frame.insert(0, "index", test["index"].to_numpy())
         frame["topic_idx"] = probs.argmax(1)
