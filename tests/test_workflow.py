@@ -97,7 +97,7 @@ def test_demo_workflow_end_to_end(workflow_copy: Path) -> None:
     teachers = ["results/finetune/test_probs.parquet", "results/baseline/test_probs.parquet"]
     assert report["teachers"] == teachers
     baseline_probs = pd.read_parquet(wf / "results" / "baseline" / "test_probs.parquet")
-    assert np.allclose(baseline_probs[PROB_COLUMNS].sum(1), 1.0, atol=1e-5)
+    assert np.allclose(baseline_probs[PROB_COLUMNS].sum(axis=1), 1.0, atol=1e-5)
     retrain = json.loads((wf / "results" / "retrain" / "metrics.json").read_text())
     assert (
         retrain["train_rows"]
