@@ -133,7 +133,9 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
     ]
     p = full.get("pseudo_label")
     if p:
-        teachers = ", ".join(Path(t).parent.name for t in p.get("teachers", ["finetune/"]))
+        # Reports from before pseudo_label.teachers existed name none: finetune was the one.
+        paths = p.get("teachers", ["results/finetune/test_probs.parquet"])
+        teachers = ", ".join(Path(t).parent.name for t in paths)
         lines += [
             f"Pseudo-labels: {p['accepted']} of {p['test_rows']} test rows "
             f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}, teachers: {teachers}.",

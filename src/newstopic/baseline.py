@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.sparse import spmatrix
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -15,7 +14,7 @@ from sklearn.svm import LinearSVC
 
 from newstopic.atomic import atomic_path, write_json
 from newstopic.metrics import accuracy, macro_f1
-from newstopic.predict import PROB_COLUMNS, PROBS_SCHEMA
+from newstopic.predict import PROBS_SCHEMA, probs_frame
 from newstopic.preprocess import read_split, write_parquet
 
 
@@ -69,9 +68,7 @@ def tfidf_svm_baseline(
     if test_probs_path:
         calibrated = calibrated_svm(x_train, train["topic_idx"].to_numpy(), c)
         probs = calibrated.predict_proba(vectorizer.transform(test["title"]))
-        frame = pd.DataFrame(probs.astype("float32"), columns=PROB_COLUMNS)
-        frame.insert(0, "index", test["index"].to_numpy())
-        frame["topic_idx"] = probs.argmax(1)
+        frame = probs_frame(test["index"].to_numpy(), probs.astype("float32"))
         write_parquet(frame, test_probs_path, PROBS_SCHEMA)
     write_json(metrics_path, metrics)
     return metrics

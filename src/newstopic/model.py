@@ -182,7 +182,7 @@ def build_classifier(
     dropout: float,
     head_hidden_size: int,
     id2label: dict[int, str] | None = None,
-    ngrams: dict[str, int] | None = None,
+    ngrams: dict[str, float] | None = None,
 ) -> NewsTopicClassifier:
     """A classifier whose encoder starts from `encoder`'s weights; the head is new."""
     enc_cfg = encoder.config.to_dict()
@@ -191,10 +191,9 @@ def build_classifier(
         pooling=pooling,
         classifier_dropout=dropout,
         head_hidden_size=head_hidden_size,
-        ngram_buckets=(ngrams or {}).get("buckets", 0),
-        ngram_dim=(ngrams or {}).get("dim", 32),
-        ngram_max_n=(ngrams or {}).get("max_n", 2),
-        ngram_dropout=(ngrams or {}).get("dropout", 0.5),
+        # model.ngrams {buckets, dim, max_n, dropout} -> ngram_*; what is left out keeps the
+        # config's default (no bag).
+        **{f"ngram_{key}": value for key, value in (ngrams or {}).items()},
         id2label=id2label or {i: str(i) for i in range(NUM_LABELS)},
     )
     model = NewsTopicClassifier(config)

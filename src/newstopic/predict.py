@@ -26,6 +26,14 @@ PROBS_SCHEMA = pa.schema(
 )
 
 
+def probs_frame(index: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """Rows of PROBS_SCHEMA: index, prob_0..prob_6 and the argmax class."""
+    frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
+    frame.insert(0, "index", index)
+    frame["topic_idx"] = probs.argmax(1)
+    return frame
+
+
 @torch.inference_mode()
 def predict_proba(model: torch.nn.Module, ids: list[list[int]], pad_id: int, batch_size: int) -> np.ndarray:
     """Class probabilities (n, num_labels) for token-id lists, in the order given."""
@@ -76,12 +84,9 @@ def predict_parquet(
             probs = predict_proba(
                 model, encode(tokenizer, titles, max_length), tokenizer.pad_token_id, batch_size
             )
-            pred = probs.argmax(1)
-            frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
-            frame.insert(0, "index", index)
-            frame["topic_idx"] = pred
+            frame = probs_frame(index, probs)
             writer.write_table(pa.Table.from_pandas(frame, schema=PROBS_SCHEMA, preserve_index=False))
-            sub.writelines(f"{i},{p}\n" for i, p in zip(index, pred, strict=True))
+            sub.writelines(f"{i},{p}\n" for i, p in zip(index, frame["topic_idx"], strict=True))
             n += len(index)
             log.info("predicted %d rows", n)
     return n

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from newstopic import NUM_LABELS
-from newstopic.predict import PROB_COLUMNS
+from newstopic.predict import PROB_COLUMNS, probs_frame
 
 
 def select_pseudo_labels(
@@ -68,9 +68,7 @@ def average_probs(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
         if not frame.index.equals(ordered[0].index):
             raise InputError(f"{name}: its test rows differ from those of {names[0]}")
     mean = sum(f[PROB_COLUMNS].to_numpy(dtype=np.float64) for f in ordered) / len(ordered)
-    out = pd.DataFrame(mean, columns=PROB_COLUMNS)
-    out.insert(0, "index", ordered[0].index.to_numpy())
-    return out
+    return probs_frame(ordered[0].index.to_numpy(), mean)
 
 
 def pseudo_label_files(
