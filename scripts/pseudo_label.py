@@ -14,6 +14,7 @@ report = run_main(
     sm.output.report,
     threshold=sm.params.threshold,
     max_per_class=sm.params.max_per_class,
+    soft=sm.params.soft,
     log_file=sm.log[0],
 )
 log.info("accepted %d of %d test rows", report["accepted"], report["test_rows"])

@@ -1,18 +1,34 @@
-"""Pseudo-label selection: threshold, per-class cap, report."""
+"""Pseudo-label selection: threshold, per-class cap, report; soft pseudo-labels."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
+from newstopic.finetune import read_labeled
+from newstopic.hf_engine import TokenDataset
+from newstopic.model import build_classifier
 from newstopic.predict import PROB_COLUMNS
-from newstopic.preprocess import UNLABELED_SCHEMA, write_parquet
+from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, UNLABELED_SCHEMA, write_parquet
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
+from newstopic.seed_study import paired_gain, seed_markdown
 from newstopic.teachers import selection_quality
+
+ARCH = dict(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=16,
+    dropout=0.0,
+)
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,3 +110,75 @@ def test_selection_quality_counts_kept_rows_and_their_precision() -> None:
     # argmax right on rows 0 and 2; rows 0, 1, 3 kept, of which only row 0 is right.
     assert quality == {"accuracy": 0.5, "coverage": 0.75, "precision": pytest.approx(1 / 3)}
     assert np.isnan(selection_quality(np.array([0]), np.array([[0.6, 0.4]]), 0.9)["precision"])
+
+
+def distributions() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """frames() with each row's probabilities summing to 1."""
+    probs, test = frames()
+    p = probs[PROB_COLUMNS].to_numpy()
+    probs[PROB_COLUMNS] = p / p.sum(1, keepdims=True)
+    return probs, test
+
+
+def test_soft_pseudo_labels_keep_the_teachers_mean_and_train_as_distributions(tmp_path: Path) -> None:
+    probs, test = distributions()
+    write_parquet(test, tmp_path / "test.parquet", UNLABELED_SCHEMA)
+    report = pseudo_label_files(
+        [write_probs(probs, tmp_path / "a.parquet")],
+        str(tmp_path / "test.parquet"),
+        str(tmp_path / "soft.parquet"),
+        str(tmp_path / "report.json"),
+        threshold=0.0,
+        max_per_class=None,
+        soft=True,
+    )
+    assert report["soft"] is True and report["accepted"] == 6  # threshold 0: every test row
+    soft = pd.read_parquet(tmp_path / "soft.parquet")
+    np.testing.assert_allclose(soft[PROB_COLUMNS].to_numpy(), probs[PROB_COLUMNS].to_numpy(), rtol=1e-6)
+
+    # Retraining reads train (hard) + soft rows: one-hot targets, then the teachers' probabilities.
+    train = pd.DataFrame({"index": [1, 2], "title": ["a", "b"], "title_raw": ["a", "b"], "topic_idx": [4, 1]})
+    write_parquet(train, tmp_path / "train.parquet", LABELED_SCHEMA)
+    df, targets = read_labeled([str(tmp_path / "train.parquet"), str(tmp_path / "soft.parquet")])
+    assert df["index"].tolist() == [1, 2, *range(100, 106)]
+    np.testing.assert_array_equal(targets[:2], np.eye(7, dtype=np.float32)[[4, 1]])
+    np.testing.assert_allclose(targets[2:], probs[PROB_COLUMNS].to_numpy(), rtol=1e-6)
+    # Hard pseudo-labels (the default) keep the plain class-index path.
+    assert read_labeled([str(tmp_path / "train.parquet")])[1] is None
+
+
+def test_soft_labels_that_are_not_probabilities_are_named(tmp_path: Path) -> None:
+    rows, _ = select_pseudo_labels(*distributions(), threshold=0.0, soft=True)
+    rows.loc[3, "prob_2"] = 0.5  # row 3 (index 103) now sums to ~1.4
+    write_parquet(rows, tmp_path / "soft.parquet", SOFT_LABELED_SCHEMA)
+    with pytest.raises(InputError, match=r"soft\.parquet: row 3 \(index 103\): prob_\* are not class prob"):
+        read_labeled([str(tmp_path / "soft.parquet")])
+
+
+def test_one_hot_targets_give_the_class_index_loss() -> None:
+    # So a retrain mixing train rows (one-hot) and soft rows optimises the usual cross-entropy
+    # on the former; and the Trainer's dataset hands both kinds of label to the collator.
+    torch.manual_seed(0)
+    model = build_classifier(mlm_from_config(ARCH, 100, 0).base_model, "mean", 0.0, 16).eval()
+    ids = torch.tensor([[2, 10, 11, 3], [2, 20, 3, 0]])
+    mask = (ids != 0).long()
+    hard = model(ids, mask, labels=torch.tensor([5, 1])).loss
+    soft = model(ids, mask, labels=torch.eye(7)[[5, 1]]).loss
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
+    dataset = TokenDataset([[2, 10, 3], [2, 3]], np.eye(7, dtype=np.float32)[[5, 1]])
+    assert dataset[0]["labels"] == [0, 0, 0, 0, 0, 1, 0]
+    assert TokenDataset([[2, 3]], np.array([6]))[0]["labels"] == 6
+
+
+def test_seed_study_pairs_retrain_with_finetune_by_seed() -> None:
+    gain = paired_gain([0.860, 0.870, 0.865], [0.865, 0.872, 0.866])
+    assert gain["mean"] == pytest.approx((0.5 + 0.2 + 0.1) / 3)
+    assert gain["se"] == pytest.approx(statistics.stdev([0.5, 0.2, 0.1]) / 3**0.5)
+    assert gain["wins"] == 3
+    results = {
+        1: {"finetune": 0.8600, "hard": 0.8650, "soft": 0.8590},
+        2: {"finetune": 0.8700, "hard": 0.8720, "soft": 0.8710},
+    }
+    text = seed_markdown(results, 4564, "python scripts/seed_study.py")
+    assert "| 1 | 0.8600 | 0.8650 (+0.50) | 0.8590 (-0.10) |" in text
+    assert "| hard | +0.35 | 0.15 | 2.3 | 2 of 2 |" in text

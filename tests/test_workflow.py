@@ -4,6 +4,7 @@ real competition data, plus `snakemake --lint`."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,21 @@ def test_demo_workflow_end_to_end(workflow_copy: Path) -> None:
     dry = run_snakemake(wf, "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
+    # Soft pseudo-labels on every test row: only pseudo-labelling and what follows rerun, and
+    # retraining fits the teachers' averaged probabilities.
+    soft = run_snakemake(wf, config={"pseudo_label": {"soft": True, "threshold": 0.0}})
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):", soft.stdout + soft.stderr, re.MULTILINE))
+    assert {"pseudo_label", "retrain"} <= jobs and not jobs & {"mlm_pretrain", "finetune", "baseline"}
+    report = json.loads((wf / "results" / "pseudo_label" / "report.json").read_text())
+    assert report["soft"] and report["accepted"] == report["test_rows"]
+    rows = pd.read_parquet(wf / "results" / "pseudo_label" / "pseudo_labels.parquet")
+    assert np.allclose(rows[PROB_COLUMNS].sum(axis=1), 1.0, atol=1e-5)
+    assert "(soft labels)" in (wf / "logs" / "retrain.log").read_text()
+    soft_retrain = json.loads((wf / "results" / "retrain" / "metrics.json").read_text())
+    finetune_rows = json.loads((wf / "results" / "finetune" / "metrics.json").read_text())["train_rows"]
+    assert soft_retrain["train_rows"] == finetune_rows + len(rows)
+    assert soft_retrain["valid_accuracy"] > 0.8
+
 
 def test_changing_a_hyperparameter_reruns_what_it_affects(workflow_copy: Path) -> None:
     wf = workflow_copy
@@ -126,6 +142,10 @@ def test_changing_a_hyperparameter_reruns_what_it_affects(workflow_copy: Path) -
         and "mlm_pretrain" not in out
         and "finetune" not in out.replace("results/finetune", "")
     )
+    # A stage's own training seed reruns that stage (and what follows), not the split or MLM.
+    dry = run_snakemake(wf, "-n", "--until", "finetune", config={"finetune": {"seed": 7}})
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):", dry.stdout + dry.stderr, re.MULTILINE))
+    assert jobs == {"finetune"}, jobs
 
 
 def test_lint_passes(repo: Path) -> None:

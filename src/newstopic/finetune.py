@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from newstopic import distributed
+from newstopic import NUM_LABELS, distributed
 from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.data import encode, pad_batch
@@ -22,21 +22,30 @@ from newstopic.errors import InputError
 from newstopic.metrics import classification_metrics
 from newstopic.model import NewsTopicClassifier, build_classifier
 from newstopic.predict import predict_proba
-from newstopic.preprocess import read_split
+from newstopic.preprocess import read_soft_targets, read_split
 from newstopic.tokenization import load_tokenizer
 from newstopic.training import LoopSettings, train
 
 log = logging.getLogger("newstopic")
 
 
-def read_labeled(paths: list[str]) -> pd.DataFrame:
-    """Concatenate labeled parquet files (train, pseudo-labels); an index may appear once."""
+def read_labeled(paths: list[str]) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Concatenate labeled parquet files (train, pseudo-labels); an index may appear once.
+    Also returns the rows' target distributions when a file has soft labels (one-hot for the
+    rows of the others), else None: plain class indices, the usual cross-entropy."""
     frames = [read_split(p, labeled=True) for p in paths]
     df = pd.concat(frames, ignore_index=True)
     dup = df["index"].duplicated()
     if dup.any():
         raise InputError(f"{paths}: index {df['index'][dup].iat[0]} appears twice across the inputs")
-    return df
+    soft = [read_soft_targets(p) for p in paths]
+    if all(t is None for t in soft):
+        return df, None
+    one_hot = np.eye(NUM_LABELS, dtype=np.float32)
+    targets = [
+        t if t is not None else one_hot[f["topic_idx"].to_numpy()] for t, f in zip(soft, frames, strict=True)
+    ]
+    return df, np.concatenate(targets)
 
 
 def initial_classifier(
@@ -79,19 +88,27 @@ def finetune(
     engine: str = "loop",
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    if train_cfg.get("seed") is not None:  # this stage's own seed; the top-level one fixed the split
+        seed = train_cfg["seed"]
     tokenizer = load_tokenizer(tokenizer_dir)
-    train_df = read_labeled(train_files)
+    train_df, soft_targets = read_labeled(train_files)
     valid_df = read_split(valid_file, labeled=True)
     train_ids = encode(tokenizer, train_df["title"].tolist(), max_length)
     valid_ids = encode(tokenizer, valid_df["title"].tolist(), max_length)
-    labels = torch.tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
+    # Class indices, or with soft pseudo-labels one distribution per row (cross_entropy takes both).
+    labels = (
+        torch.tensor(train_df["topic_idx"].to_numpy(), dtype=torch.long)
+        if soft_targets is None
+        else torch.from_numpy(soft_targets)
+    )
     valid_labels = valid_df["topic_idx"].to_numpy()
     lengths = np.array([len(x) for x in train_ids])
     log.info(
-        "%s: %d training rows from %s, %d valid rows",
+        "%s: %d training rows from %s (%s labels), %d valid rows",
         stage,
         len(train_ids),
         train_files,
+        "hard" if soft_targets is None else "soft",
         len(valid_ids),
     )
 

@@ -63,7 +63,8 @@ HF_SUBDIR = "hf"
 
 
 class TokenDataset(torch.utils.data.Dataset):
-    """Token-id lists (and labels) as the examples a Trainer data collator expects."""
+    """Token-id lists (and labels: class indices, or per-row class distributions) as the
+    examples a Trainer data collator expects."""
 
     def __init__(
         self, ids: Sequence[Sequence[int]], labels: Sequence[int] | np.ndarray | None = None
@@ -79,7 +80,8 @@ class TokenDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"input_ids": list(self.ids[i])}
         if self.labels is not None:
-            item["labels"] = int(self.labels[i])
+            label = self.labels[i]
+            item["labels"] = np.asarray(label).tolist() if np.ndim(label) else int(label)
         return item
 
 

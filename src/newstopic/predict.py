@@ -13,14 +13,13 @@ import pyarrow.parquet as pq
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from newstopic import NUM_LABELS
 from newstopic.atomic import atomic_path
 from newstopic.data import encode, length_grouped_batches, pad_batch
 from newstopic.errors import InputError
+from newstopic.preprocess import PROB_COLUMNS
 
 log = logging.getLogger("newstopic")
 
-PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_LABELS)]
 PROBS_SCHEMA = pa.schema(
     [("index", pa.int64())] + [(c, pa.float32()) for c in PROB_COLUMNS] + [("topic_idx", pa.int64())]
 )

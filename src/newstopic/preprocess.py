@@ -28,6 +28,9 @@ LABELED_SCHEMA = pa.schema(
         ("topic_idx", pa.int64()),
     ]
 )
+# Soft pseudo-labels: also the teachers' class probabilities, which retraining fits.
+PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_LABELS)]
+SOFT_LABELED_SCHEMA = pa.schema([*LABELED_SCHEMA, *(pa.field(c, pa.float64()) for c in PROB_COLUMNS)])
 UNLABELED_SCHEMA = pa.schema([("index", pa.int64()), ("title", pa.string()), ("title_raw", pa.string())])
 TRAIN_COLUMNS = ["index", "title", "topic_idx"]
 TEST_COLUMNS = ["index", "title"]
@@ -194,6 +197,23 @@ def read_split(path: str | Path, labeled: bool) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}")
     return table.select(schema.names).to_pandas()
+
+
+def read_soft_targets(path: str | Path) -> np.ndarray | None:
+    """The prob_* columns of a labeled split (soft pseudo-labels) as float32 [rows, classes],
+    checked to be class probabilities; None when it has hard labels only."""
+    table = pq.read_table(path)
+    if not set(PROB_COLUMNS) <= set(table.column_names):
+        return None
+    targets = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS])
+    ok = np.isfinite(targets).all(1) & (targets >= 0).all(1) & (np.abs(targets.sum(1) - 1) < 1e-3)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        raise InputError(
+            f"{path}: row {row} (index {table.column('index')[row].as_py()}): "
+            "prob_* are not class probabilities summing to 1"
+        )
+    return targets.astype(np.float32)
 
 
 def preprocess(

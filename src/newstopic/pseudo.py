@@ -1,4 +1,10 @@
-"""Pseudo-labels: confident test predictions become extra training rows."""
+"""Pseudo-labels: confident test predictions become extra training rows.
+
+Hard pseudo-labels are the teachers' argmax. Soft ones also keep the teachers' averaged class
+probabilities (prob_* columns), and retraining fits those (knowledge distillation): an uncertain
+row then teaches "A or B", not a coin flip, and the student learns what the TF-IDF teacher
+knows, not only what it agrees on with the fine-tuned model.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,21 @@ from newstopic.predict import PROB_COLUMNS, probs_frame
 
 
 def select_pseudo_labels(
-    probs: pd.DataFrame, test: pd.DataFrame, threshold: float, max_per_class: int | None = None
+    probs: pd.DataFrame,
+    test: pd.DataFrame,
+    threshold: float,
+    max_per_class: int | None = None,
+    soft: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Rows whose max probability >= threshold, at most `max_per_class` (most confident first)
-    per predicted class. Returns (rows with index, title, title_raw, topic_idx, confidence; report)."""
+    per predicted class. Returns (rows with index, title, title_raw, topic_idx, confidence, and
+    with `soft` the prob_* columns; report)."""
     p = probs[PROB_COLUMNS].to_numpy()
     frame = pd.DataFrame(
         {"index": probs["index"].to_numpy(), "topic_idx": p.argmax(1), "confidence": p.max(1)}
     )
+    if soft:
+        frame[PROB_COLUMNS] = p
     frame = frame.merge(test[["index", "title", "title_raw"]], on="index", how="inner", validate="1:1")
     chosen = frame[frame["confidence"] >= threshold]
     if max_per_class is not None:
@@ -32,6 +45,7 @@ def select_pseudo_labels(
     counts = np.bincount(chosen["topic_idx"].to_numpy(), minlength=NUM_LABELS)
     report = {
         "threshold": threshold,
+        "soft": soft,
         "max_per_class": max_per_class,
         "test_rows": int(len(frame)),
         "accepted": int(len(chosen)),
@@ -39,7 +53,8 @@ def select_pseudo_labels(
         "per_class": {str(c): int(counts[c]) for c in range(NUM_LABELS)},
         "mean_confidence": float(chosen["confidence"].mean()) if len(chosen) else None,
     }
-    return chosen[["index", "title", "title_raw", "topic_idx", "confidence"]], report
+    columns = ["index", "title", "title_raw", "topic_idx", "confidence"]
+    return chosen[columns + (PROB_COLUMNS if soft else [])], report
 
 
 def read_probs(path: str) -> pd.DataFrame:
@@ -79,16 +94,17 @@ def pseudo_label_files(
     *,
     threshold: float,
     max_per_class: int | None,
+    soft: bool = False,
 ) -> dict[str, Any]:
     """The pseudo_label stage: average the teachers' test probabilities (one file or several),
-    keep the confident rows; write rows + report."""
+    keep the confident rows; write rows (soft: with their probabilities) + report."""
     from newstopic.atomic import write_json
-    from newstopic.preprocess import LABELED_SCHEMA, read_split, write_parquet
+    from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, read_split, write_parquet
 
     probs = average_probs([read_probs(p) for p in probs_paths], list(probs_paths))
     test = read_split(test_path, labeled=False)
-    rows, report = select_pseudo_labels(probs, test, threshold, max_per_class)
+    rows, report = select_pseudo_labels(probs, test, threshold, max_per_class, soft)
     report["teachers"] = list(probs_paths)
-    write_parquet(rows, rows_path, LABELED_SCHEMA)
+    write_parquet(rows, rows_path, SOFT_LABELED_SCHEMA if soft else LABELED_SCHEMA)
     write_json(report_path, report)
     return report

@@ -149,6 +149,8 @@ def train(
     dev = distributed.local_device(resolve_device(s.device))  # with several GPUs: this rank's
     torch.manual_seed(s.seed + distributed.rank())  # dropout noise differs between ranks
     model.to(dev)
+    where = f"{dev} ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev)
+    log.info("training on %s, %s, %d process(es)", where, s.precision, world)
     steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
     total_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, s.lr, s.weight_decay, s.head_lr), lr=s.lr)

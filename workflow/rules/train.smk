@@ -48,6 +48,7 @@ rule pseudo_label:
     params:
         threshold=config["pseudo_label"]["threshold"],
         max_per_class=config["pseudo_label"]["max_per_class"],
+        soft=config["pseudo_label"]["soft"],
     script:
         "../../scripts/pseudo_label.py"
 
