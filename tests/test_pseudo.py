@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import BertTokenizerFast, DataCollatorWithPadding
 
 from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
@@ -155,7 +156,7 @@ def test_soft_labels_that_are_not_probabilities_are_named(tmp_path: Path) -> Non
         read_labeled([str(tmp_path / "soft.parquet")])
 
 
-def test_one_hot_targets_give_the_class_index_loss() -> None:
+def test_one_hot_targets_give_the_class_index_loss(tmp_path: Path) -> None:
     # So a retrain mixing train rows (one-hot) and soft rows optimises the usual cross-entropy
     # on the former; and the Trainer's dataset hands both kinds of label to the collator.
     torch.manual_seed(0)
@@ -168,6 +169,10 @@ def test_one_hot_targets_give_the_class_index_loss() -> None:
     dataset = TokenDataset([[2, 10, 3], [2, 3]], np.eye(7, dtype=np.float32)[[5, 1]])
     assert dataset[0]["labels"] == [0, 0, 0, 0, 0, 1, 0]
     assert TokenDataset([[2, 3]], np.array([6]))[0]["labels"] == 6
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]))
+    collate = DataCollatorWithPadding(BertTokenizerFast(str(tmp_path / "vocab.txt")))
+    batch = collate([dataset[0], dataset[1]])
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (2, 7)
 
 
 def test_seed_study_pairs_retrain_with_finetune_by_seed() -> None:

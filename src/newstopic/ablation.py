@@ -136,9 +136,10 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
         # Reports from before pseudo_label.teachers existed name none: finetune was the one.
         paths = p.get("teachers", ["results/finetune/test_probs.parquet"])
         teachers = ", ".join(Path(t).parent.name for t in paths)
+        kind = "soft (the teachers' averaged probabilities)" if p.get("soft") else "hard (argmax)"
         lines += [
             f"Pseudo-labels: {p['accepted']} of {p['test_rows']} test rows "
-            f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}, teachers: {teachers}.",
+            f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}, {kind}, teachers: {teachers}.",
             "",
         ]
     lines += ["## Config", "", "```yaml", config_text.rstrip(), "```", ""]

@@ -25,7 +25,7 @@ from newstopic.atomic import write_text
 # Pseudo-label variants: name -> config overlay. The first one also trains the seed's finetune,
 # which the others reuse (same teacher, so the pairs differ in the pseudo-labels alone).
 PSEUDO_VARIANTS: dict[str, dict[str, Any]] = {
-    "hard": {},
+    "hard": {"pseudo_label": {"soft": False, "threshold": 0.9}},
     "soft": {"pseudo_label": {"soft": True, "threshold": 0.0}},
 }
 # What every seed reuses from the finished run: none of it depends on the training seed.
@@ -96,7 +96,9 @@ def paired_gain(before: list[float], after: list[float]) -> dict[str, float]:
     }
 
 
-def seed_markdown(results: dict[int, dict[str, float]], valid_rows: int, command: str) -> str:
+def seed_markdown(
+    results: dict[int, dict[str, float]], valid_rows: int, command: str, source: str = ""
+) -> str:
     variants = list(PSEUDO_VARIANTS)
     seeds = sorted(results)
     lines = [
@@ -104,15 +106,14 @@ def seed_markdown(results: dict[int, dict[str, float]], valid_rows: int, command
         "",
         f"Valid accuracy of finetune and retrain under {len(seeds)} training seeds (`finetune.seed`,",
         f"`retrain.seed`); one split ({valid_rows} valid rows), one tokenizer, MLM encoder and baseline.",
+        *([source] if source else []),
         "Written by `scripts/seed_study.py`; reproduce with:",
         "",
         f"    {command}",
         "",
         "Variants: "
-        + "; ".join(
-            f"`{v}` = {json.dumps(PSEUDO_VARIANTS[v]) if PSEUDO_VARIANTS[v] else 'the config as given'}"
-            for v in variants
-        ),
+        + "; ".join(f"`{v}` = `{json.dumps(PSEUDO_VARIANTS[v])}`" for v in variants)
+        + "; the teachers are the config's.",
         "",
         "| seed | finetune | " + " | ".join(f"retrain ({v})" for v in variants) + " |",
         "| --- | --- | " + " | ".join("---" for _ in variants) + " |",
@@ -160,6 +161,14 @@ def run_seed_study(
         )
     overlay = absolute_data_paths(config_files, repo)
     results = {s: run_seed(repo, source, workdir, config_files, overlay, s, cores) for s in seeds}
-    valid_rows = json.loads((source / "results" / "finetune" / "metrics.json").read_text())["valid_rows"]
-    write_text(out, seed_markdown(results, valid_rows, command))
+    finetune = json.loads((source / "results" / "finetune" / "metrics.json").read_text())
+    mlm = json.loads((source / "results" / "mlm" / "metrics.json").read_text())
+    about = (
+        f"Reused from `{source.relative_to(repo) if source.is_relative_to(repo) else source}`: "
+        f"its split, tokenizer, MLM encoder (final loss "
+        f"{mlm['history'][-1]['train_loss']:.2f}) and baseline, none of which depend on the "
+        f"training seed or the pseudo-label settings; its own finetune (the top-level seed) scored "
+        f"{finetune['valid_accuracy']:.4f}."
+    )
+    write_text(out, seed_markdown(results, finetune["valid_rows"], command, about))
     return results
