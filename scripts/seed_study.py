@@ -16,7 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
 parser.add_argument("--source", default="runs/ablation/mlm", help="a finished run of scripts/ablation.py")
-parser.add_argument("--workdir", default="runs/seeds", help="where each seed's runs write results/")
+parser.add_argument(
+    "--workdir",
+    default="runs/seeds",
+    help="where each seed's runs write results/; finished seeds there are read, not rerun "
+    "(use a fresh one for another --source)",
+)
 parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4])
 parser.add_argument("--out", default="docs/pseudo_seeds.md")
 parser.add_argument("--cores", type=int, default=2)
