@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_model import ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
 from newstopic.encoder import mlm_from_config
@@ -21,15 +22,6 @@ from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, UNLABELED_
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
 from newstopic.seed_study import paired_gain, seed_markdown
 from newstopic.teachers import selection_quality
-
-ARCH = dict(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=16,
-    dropout=0.0,
-)
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
