@@ -1,6 +1,6 @@
 """Real-data ablation: baseline vs no-MLM vs MLM vs MLM + pseudo-labels -> docs/results.md.
 
-python scripts/ablation.py --configfile config/dacon.yaml
+python scripts/ablation.py --configfile config/dacon.yaml --seeds 1 2
 """
 
 import argparse
@@ -18,6 +18,14 @@ parser.add_argument("--workdir", default="runs/ablation", help="where the two ru
 parser.add_argument("--out", default="docs/results.md")
 parser.add_argument("--cores", type=int, default=2)
 parser.add_argument(
+    "--seeds",
+    nargs="*",
+    type=int,
+    default=[],
+    help="extra training seeds (finetune.seed / retrain.seed): finetune and retrain again on the mlm "
+    "run's encoder under each, to set the stages' gains against training noise",
+)
+parser.add_argument(
     "--report-only",
     action="store_true",
     help="rewrite --out from the finished runs in --workdir (wall times from their Snakemake logs)",
@@ -33,4 +41,5 @@ run_ablation(
     args.cores,
     command.strip(),
     args.report_only,
+    args.seeds,
 )

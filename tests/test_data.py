@@ -1,4 +1,4 @@
-"""Length-grouped batches, dynamic padding and MLM masking."""
+"""Length-grouped batches, dynamic padding, MLM masking and fine-tuning input noise."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 
 from newstopic.data import (
     length_grouped_batches,
+    mask_inputs,
     mask_tokens,
     pad_batch,
     special_tokens_mask,
@@ -66,3 +67,16 @@ def test_masking_predicts_at_least_one_token() -> None:
     special = special_tokens_mask(ids, [0, 1, 2, 3, 4])
     _, positions, labels = mask_tokens(ids, special, 4, 100, 0.01, step_generator(0, 0))
     assert positions.tolist() == [1] and labels.tolist() == [50]
+
+
+def test_input_noise_masks_only_ordinary_tokens_at_the_given_rate() -> None:
+    ids = pad_batch([[2] + list(range(10, 410)) + [3], [2, 20, 21, 3]], pad_id=0)["input_ids"]
+    special = special_tokens_mask(ids, [0, 1, 2, 3, 4])
+    noisy = mask_inputs(ids, [0, 1, 2, 3, 4], 4, 0.25, step_generator(3, 9))
+    assert torch.equal(noisy[special], ids[special])  # [CLS], [SEP], [PAD] untouched
+    changed = noisy != ids
+    assert (noisy[changed] == 4).all()  # only ever [MASK]
+    assert 0.15 < changed[~special].float().mean() < 0.35
+    assert ids[0, 1] == 10  # the input tensor itself is not modified
+    assert torch.equal(noisy, mask_inputs(ids, [0, 1, 2, 3, 4], 4, 0.25, step_generator(3, 9)))
+    assert not torch.equal(noisy, mask_inputs(ids, [0, 1, 2, 3, 4], 4, 0.25, step_generator(3, 10)))

@@ -12,6 +12,7 @@ import torch
 from test_model import ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
+from newstopic.ablation import results_markdown
 from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
 from newstopic.finetune import read_labeled
@@ -165,6 +166,13 @@ def test_one_hot_targets_give_the_class_index_loss(tmp_path: Path) -> None:
     collate = DataCollatorWithPadding(BertTokenizerFast(str(tmp_path / "vocab.txt")))
     batch = collate([dataset[0], dataset[1]])
     assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (2, 7)
+    # The Trainer's input noise (retrain.input_mask_prob): [MASK] (4) in place of ordinary
+    # tokens only, labels untouched.
+    noisy = TokenDataset([[2, *range(10, 210), 3]], np.array([6]), noise=(0.5, 4, [0, 1, 2, 3, 4]))
+    item = noisy[0]
+    assert item["input_ids"][0] == 2 and item["input_ids"][-1] == 3 and item["labels"] == 6
+    masked = sum(t == 4 for t in item["input_ids"])
+    assert 60 < masked < 140 and set(item["input_ids"]) <= {2, 3, 4, *range(10, 210)}
 
 
 def test_seed_study_pairs_retrain_with_finetune_by_seed() -> None:
@@ -179,3 +187,36 @@ def test_seed_study_pairs_retrain_with_finetune_by_seed() -> None:
     text = seed_markdown(results, 4564, "python scripts/seed_study.py")
     assert "| 1 | 0.8600 | 0.8650 (+0.50) | 0.8590 (-0.10) |" in text
     assert "| hard | +0.35 | 0.15 | 2.3 | 2 of 2 |" in text
+
+
+def test_ablation_report_sets_the_stage_gains_against_training_noise() -> None:
+    def stage(acc: float) -> dict[str, float]:
+        return {"valid_accuracy": acc, "valid_macro_f1": acc - 0.002}
+
+    rules = {
+        "mlm_pretrain": {"wall_s": 2000.0, "max_rss_mb": 5000},
+        "retrain": {"wall_s": 300.0, "max_rss_mb": 900},
+    }
+    full = {
+        "stages": {"baseline": stage(0.8580), "finetune": stage(0.8690), "retrain": stage(0.8670)},
+        "rules": rules,
+        "snakemake_wall_s": 310.0,  # a rerun that reused mlm_pretrain
+        "valid_rows": 4564,
+    }
+    plain = {
+        "stages": {"finetune": stage(0.8440)},
+        "rules": {},
+        "snakemake_wall_s": 250.0,
+        "valid_rows": 4564,
+    }
+    seeds = {1: {"finetune": 0.8660, "retrain": 0.8700}, 2: {"finetune": 0.8690, "retrain": 0.8710}}
+    text = results_markdown(
+        {"mlm": full, "no_mlm": plain}, "seed: 42", "python scripts/ablation.py", seeds, 42
+    )
+    assert "| **whole DAG (sum of the rules)** | 2300.0 | |" in text
+    assert "| 42 (the run above) | 0.8690 | 0.8670 | -0.20 |" in text
+    assert "| 1 | 0.8660 | 0.8700 | +0.40 |" in text
+    # Mean over the three seeds: finetune 0.8680, retrain 0.8693; paired differences -0.2, 0.4, 0.2.
+    assert "| **mean** | 0.8680 | 0.8693 | +0.13 |" in text
+    assert "retrain ahead under 2 of 3 seeds" in text
+    assert "Mean retrain minus the baseline: +1.13 points (lowest seed +0.90)" in text

@@ -143,9 +143,11 @@ def test_changing_a_hyperparameter_reruns_what_it_affects(workflow_copy: Path) -
         and "finetune" not in out.replace("results/finetune", "")
     )
     # A stage's own training seed reruns that stage (and what follows), not the split or MLM.
-    dry = run_snakemake(wf, "-n", "--until", "finetune", config={"finetune": {"seed": 7}})
-    jobs = set(re.findall(r"^(?:local)?rule (\w+):", dry.stdout + dry.stderr, re.MULTILINE))
-    assert jobs == {"finetune"}, jobs
+    # So does its input noise.
+    for key, value in [("seed", 7), ("input_mask_prob", 0.1)]:
+        dry = run_snakemake(wf, "-n", "--until", "finetune", config={"finetune": {key: value}})
+        jobs = set(re.findall(r"^(?:local)?rule (\w+):", dry.stdout + dry.stderr, re.MULTILINE))
+        assert jobs == {"finetune"}, (key, jobs)
 
 
 def test_lint_passes(repo: Path) -> None:

@@ -28,6 +28,18 @@ def absolute_data_paths(config_files: list[Path], repo: Path) -> dict[str, Any]:
     return {"data": {k: str((repo / v).resolve()) for k, v in data.items()}}
 
 
+def training_seed(config_files: list[Path]) -> int:
+    """The seed the config's own finetune trains under (finetune.seed, else the top-level seed)."""
+    from newstopic.config import validate_config
+    from newstopic.seed_study import merge
+
+    raw: dict[str, Any] = {}
+    for f in config_files:
+        raw = merge(raw, yaml.safe_load(f.read_text()) or {})
+    cfg = validate_config(raw, source=" + ".join(f.name for f in config_files))
+    return cfg["finetune"]["seed"] if cfg["finetune"]["seed"] is not None else cfg["seed"]
+
+
 def last_run_wall_s(workdir: Path) -> float:
     """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
     logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
@@ -72,7 +84,51 @@ def run_variant(
     return read_variant(workdir)
 
 
-def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command: str) -> str:
+def seeds_markdown(full: dict[str, Any], seeds: dict[int, dict[str, float]], top_seed: int) -> list[str]:
+    """The finetune/retrain pair under several training seeds: is each stage's gain bigger
+    than the noise of training it?"""
+    from newstopic.seed_study import paired_gain
+
+    rows = {top_seed: {s: full["stages"][s]["valid_accuracy"] for s in ("finetune", "retrain")}, **seeds}
+    order = sorted(rows)
+    base = full["stages"]["baseline"]["valid_accuracy"]
+    ft = [rows[s]["finetune"] for s in order]
+    rt = [rows[s]["retrain"] for s in order]
+    gain = paired_gain(ft, rt)
+    lines = [
+        f"## Training noise: finetune and retrain under {len(order)} training seeds",
+        "",
+        "One split, tokenizer, MLM encoder and baseline (the `mlm` run's); `finetune.seed` and",
+        "`retrain.seed` vary the head's initialisation, batch order, dropout and input noise. Each",
+        "seed trains its own finetune, which is also its pseudo-labels' teacher.",
+        "",
+        "| training seed | finetune | retrain | retrain - finetune (points) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in order:
+        r = rows[s]
+        mark = " (the run above)" if s == top_seed else ""
+        diff = 100 * (r["retrain"] - r["finetune"])
+        lines.append(f"| {s}{mark} | {r['finetune']:.4f} | {r['retrain']:.4f} | {diff:+.2f} |")
+    mean_ft, mean_rt = sum(ft) / len(ft), sum(rt) / len(rt)
+    lines += [
+        f"| **mean** | {mean_ft:.4f} | {mean_rt:.4f} | {gain['mean']:+.2f} |",
+        "",
+        f"Retrain minus finetune, paired by seed: {gain['mean']:+.2f} points (SE {gain['se']:.2f}), "
+        f"retrain ahead under {gain['wins']} of {len(order)} seeds. Mean retrain minus the baseline: "
+        f"{100 * (mean_rt - base):+.2f} points (lowest seed {100 * (min(rt) - base):+.2f}).",
+        "",
+    ]
+    return lines
+
+
+def results_markdown(
+    runs: dict[str, dict[str, Any]],
+    config_text: str,
+    command: str,
+    seeds: dict[int, dict[str, float]] | None = None,
+    top_seed: int = 0,
+) -> str:
     full, plain = runs["mlm"], runs["no_mlm"]
     rows = [
         ("baseline: TF-IDF char 1-3-grams + LinearSVC", full["stages"]["baseline"], ["baseline"]),
@@ -123,7 +179,14 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
             "| --- | --- | --- |",
         ]
         lines += [f"| {r} | {b['wall_s']:.1f} | {b['max_rss_mb']:.0f} |" for r, b in run["rules"].items()]
-        lines += [f"| **whole run (snakemake)** | {run['snakemake_wall_s']:.1f} | |", ""]
+        # The rules run one after another (each takes every core), so their sum is the DAG's wall
+        # even when a rerun reused some of them; the last Snakemake invocation may be partial.
+        total = sum(b["wall_s"] for b in run["rules"].values())
+        lines += [
+            f"| **whole DAG (sum of the rules)** | {total:.1f} | |",
+            f"| last `snakemake` invocation, elapsed | {run['snakemake_wall_s']:.1f} | |",
+            "",
+        ]
     n = full["valid_rows"]
     acc = full["stages"]["finetune"]["valid_accuracy"]
     lines += [
@@ -142,6 +205,8 @@ def results_markdown(runs: dict[str, dict[str, Any]], config_text: str, command:
             f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}, {kind}, teachers: {teachers}.",
             "",
         ]
+    if seeds:
+        lines += seeds_markdown(full, seeds, top_seed)
     lines += ["## Config", "", "```yaml", config_text.rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -154,8 +219,12 @@ def run_ablation(
     cores: int,
     command: str,
     report_only: bool = False,
+    seeds: list[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run every variant (or, with report_only, read the finished runs) and write `out`."""
+    """Run every variant (or, with report_only, read the finished runs), then finetune and
+    retrain again under each extra training seed, and write `out`."""
+    from newstopic.seed_study import read_seed, run_seed
+
     data = absolute_data_paths(config_files, repo)
     runs = {}
     for name, overlay in VARIANTS.items():
@@ -163,6 +232,19 @@ def run_ablation(
             runs[name] = read_variant(workdir / name)
         else:
             runs[name] = run_variant(repo, workdir / name, config_files, {**overlay, **data}, cores)
+    # The config as given, once more per seed; the runs reuse the mlm run's encoder and baseline.
+    as_given: dict[str, dict[str, Any]] = {"config": {}}
+    seed_runs = workdir / "seeds"
+    repeats = {
+        s: (
+            read_seed(seed_runs, s, as_given)
+            if report_only
+            else run_seed(repo, workdir / "mlm", seed_runs, config_files, data, s, cores, as_given)
+        )
+        for s in seeds or []
+    }
+    repeats = {s: {"finetune": r["finetune"], "retrain": r["config"]} for s, r in repeats.items()}
+    top_seed = training_seed(config_files)
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in config_files)
-    write_text(out, results_markdown(runs, config_text, command))
+    write_text(out, results_markdown(runs, config_text, command, repeats, top_seed))
     return runs

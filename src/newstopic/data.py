@@ -90,6 +90,21 @@ def mask_tokens(
     return masked, positions, labels
 
 
+def mask_inputs(
+    input_ids: torch.Tensor,
+    special_ids: Sequence[int],
+    mask_id: int,
+    prob: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Input noise for fine-tuning: each non-special token becomes [MASK] with probability `prob`
+    (no targets; the encoder knows [MASK] from MLM). Returns a new tensor."""
+    hit = torch.rand(input_ids.shape, generator=generator) < prob
+    noisy = input_ids.clone()
+    noisy[hit & ~special_tokens_mask(input_ids, special_ids)] = mask_id
+    return noisy
+
+
 def special_tokens_mask(input_ids: torch.Tensor, special_ids: Sequence[int]) -> torch.Tensor:
     """True where the token is a special token ([CLS], [SEP], [PAD], ...)."""
     return torch.isin(input_ids, torch.as_tensor(list(special_ids), dtype=input_ids.dtype))

@@ -16,7 +16,7 @@ import torch
 from newstopic import NUM_LABELS, distributed
 from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
-from newstopic.data import encode, pad_batch
+from newstopic.data import encode, mask_inputs, pad_batch, step_generator
 from newstopic.encoder import encoder_from_pretrained, mlm_from_config
 from newstopic.errors import InputError
 from newstopic.metrics import classification_metrics
@@ -87,6 +87,8 @@ def finetune(
     precision: str = "fp32",
     engine: str = "loop",
 ) -> dict[str, Any]:
+    """Train the classifier on `train_files` from `encoder_source` (or a random encoder) with
+    a new head; keep its best epoch on `valid_file`."""
     start = time.perf_counter()
     if train_cfg.get("seed") is not None:  # this stage's own seed; the top-level one fixed the split
         seed = train_cfg["seed"]
@@ -115,8 +117,16 @@ def finetune(
     torch.manual_seed(seed)
     model = initial_classifier(encoder_source, model_cfg, len(tokenizer), tokenizer.pad_token_id)
 
+    input_mask_prob = train_cfg["input_mask_prob"]
+    special_ids = sorted(set(tokenizer.all_special_ids))
+
     def make_batch(rows: np.ndarray, step: int) -> dict[str, torch.Tensor]:
         batch = pad_batch([train_ids[i] for i in rows], tokenizer.pad_token_id)
+        if input_mask_prob > 0:  # drawn from (seed, step): a resumed run sees the same noise
+            noise = step_generator(seed, step)
+            batch["input_ids"] = mask_inputs(
+                batch["input_ids"], special_ids, tokenizer.mask_token_id, input_mask_prob, noise
+            )
         batch["labels"] = labels[rows]
         return batch
 
@@ -174,6 +184,7 @@ def finetune(
             scratch_dir=scratch_dir,
             run_fingerprint=run_id,
             keep_checkpoints=keep_checkpoints,
+            input_mask_prob=input_mask_prob,
         )
     else:
         state = train(model, lengths, make_batch, loss_fn, evaluate, settings, checkpoints)

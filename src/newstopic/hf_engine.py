@@ -52,6 +52,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from newstopic import distributed
 from newstopic.checkpoint import TrainState
+from newstopic.data import mask_inputs
 from newstopic.errors import ConfigError
 from newstopic.metrics import classification_metrics
 from newstopic.training import LoopSettings, param_groups, resolve_device
@@ -64,21 +65,30 @@ HF_SUBDIR = "hf"
 
 class TokenDataset(torch.utils.data.Dataset):
     """Token-id lists (and labels: class indices, or per-row class distributions) as the
-    examples a Trainer data collator expects."""
+    examples a Trainer data collator expects. With `noise` (prob, [MASK] id, special ids),
+    each read masks a fresh random subset of the tokens (finetune.input_mask_prob)."""
 
     def __init__(
-        self, ids: Sequence[Sequence[int]], labels: Sequence[int] | np.ndarray | None = None
+        self,
+        ids: Sequence[Sequence[int]],
+        labels: Sequence[int] | np.ndarray | None = None,
+        noise: tuple[float, int, Sequence[int]] | None = None,
     ) -> None:
         if labels is not None and len(labels) != len(ids):
             raise ValueError(f"{len(ids)} token lists but {len(labels)} labels")
         self.ids = ids
         self.labels = labels
+        self.noise = noise if noise and noise[0] > 0 else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"input_ids": list(self.ids[i])}
+        if self.noise:
+            prob, mask_id, special_ids = self.noise
+            ids = torch.tensor(item["input_ids"])  # the Trainer seeds the global RNG
+            item["input_ids"] = mask_inputs(ids, special_ids, mask_id, prob, None).tolist()
         if self.labels is not None:
             label = self.labels[i]
             item["labels"] = np.asarray(label).tolist() if np.ndim(label) else int(label)
@@ -295,8 +305,10 @@ def train_classifier(
     scratch_dir: str | Path,
     run_fingerprint: str,
     keep_checkpoints: int,
+    input_mask_prob: float = 0.0,
 ) -> TrainState:
     """Fine-tune the classifier with the Trainer; evaluate each epoch, keep the best."""
+    noise = (input_mask_prob, tokenizer.mask_token_id, sorted(set(tokenizer.all_special_ids)))
     args = training_arguments(
         Path(scratch_dir) / HF_SUBDIR,
         settings,
@@ -309,7 +321,7 @@ def train_classifier(
         args,
         tokenizer=tokenizer,
         collator=DataCollatorWithPadding(tokenizer),
-        train_dataset=TokenDataset(train_ids, train_labels),
+        train_dataset=TokenDataset(train_ids, train_labels, noise),
         eval_dataset=TokenDataset(valid_ids, valid_labels),
         settings=settings,
         run_fingerprint=run_fingerprint,

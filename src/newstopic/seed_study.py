@@ -47,11 +47,13 @@ def run_seed(
     overlay: dict[str, Any],
     seed: int,
     cores: int,
+    variants: dict[str, dict[str, Any]] = PSEUDO_VARIANTS,
 ) -> dict[str, float]:
-    """Finetune + each pseudo-label variant's retrain under one training seed; valid accuracies."""
+    """Finetune + each variant's retrain under one training seed; valid accuracies. A variant
+    is a config overlay on top of the config files ({} = the config as given)."""
     accuracy: dict[str, float] = {}
     first = None
-    for variant, extra in PSEUDO_VARIANTS.items():
+    for variant, extra in variants.items():
         run = workdir / f"seed{seed}" / variant
         if not (run / "results" / "retrain" / "metrics.json").exists():  # finished runs are kept
             for name in REUSED + (["finetune"] if first else []):
@@ -59,7 +61,7 @@ def run_seed(
                     shutil.copytree((first or source) / "results" / name, run / "results" / name)
             seeds = {"finetune": {"seed": seed}, "retrain": {"seed": seed}}
             overlay_file = run / "overlay.yaml"
-            overlay_file.write_text(yaml.safe_dump(_merge(_merge(overlay, seeds), extra), allow_unicode=True))
+            overlay_file.write_text(yaml.safe_dump(merge(merge(overlay, seeds), extra), allow_unicode=True))
             allowed = (
                 ["pseudo_label", "retrain"] if first else ["finetune", "predict", "pseudo_label", "retrain"]
             )
@@ -70,15 +72,30 @@ def run_seed(
     return accuracy
 
 
+def read_seed(
+    workdir: Path, seed: int, variants: dict[str, dict[str, Any]] = PSEUDO_VARIANTS
+) -> dict[str, float]:
+    """What run_seed returns, from its finished runs in `workdir` (nothing is trained)."""
+    runs = [workdir / f"seed{seed}" / v for v in variants]
+    missing = [str(r) for r in runs if not (r / "results" / "retrain" / "metrics.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no finished run (results/retrain/metrics.json missing)")
+    return {
+        "finetune": _accuracy(runs[0], "finetune"),
+        **{v: _accuracy(r, "retrain") for v, r in zip(variants, runs, strict=True)},
+    }
+
+
 def _accuracy(run: Path, stage: str) -> float:
     return json.loads((run / "results" / stage / "metrics.json").read_text())["valid_accuracy"]
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested dicts merged key by key (as Snakemake merges config files)."""
     out = dict(base)
     for key, value in extra.items():
         out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
 
