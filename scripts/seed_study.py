@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from newstopic.seed_study import run_seed_study
+from newstopic.seed_study import PSEUDO_VARIANTS, run_seed_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,13 @@ parser.add_argument(
     "(use a fresh one for another --source)",
 )
 parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4])
+parser.add_argument(
+    "--variants",
+    nargs="+",
+    choices=list(PSEUDO_VARIANTS),
+    default=list(PSEUDO_VARIANTS),
+    help="pseudo-label variants to retrain (the first one also trains each seed's finetune)",
+)
 parser.add_argument("--out", default="docs/pseudo_seeds.md")
 parser.add_argument("--cores", type=int, default=2)
 args = parser.parse_args()
@@ -35,4 +42,5 @@ run_seed_study(
     Path(args.out),
     args.cores,
     ("python scripts/seed_study.py " + shlex.join(sys.argv[1:])).strip(),
+    args.variants,
 )

@@ -25,8 +25,9 @@ from newstopic.atomic import write_text
 # Pseudo-label variants: name -> config overlay. The first one also trains the seed's finetune,
 # which the others reuse (same teacher, so the pairs differ in the pseudo-labels alone).
 PSEUDO_VARIANTS: dict[str, dict[str, Any]] = {
-    "hard": {"pseudo_label": {"soft": False, "threshold": 0.9}},
-    "soft": {"pseudo_label": {"soft": True, "threshold": 0.0}},
+    "hard": {"pseudo_label": {"soft": False, "threshold": 0.9}, "retrain": {"input_mask_prob": 0.0}},
+    "soft": {"pseudo_label": {"soft": True, "threshold": 0.0}, "retrain": {"input_mask_prob": 0.0}},
+    "soft_noised": {"pseudo_label": {"soft": True, "threshold": 0.0}, "retrain": {"input_mask_prob": 0.1}},
 }
 # What every seed reuses from the finished run: none of it depends on the training seed.
 REUSED = ["data", "tokenizer", "mlm", "baseline"]
@@ -116,8 +117,8 @@ def paired_gain(before: list[float], after: list[float]) -> dict[str, float]:
 def seed_markdown(
     results: dict[int, dict[str, float]], valid_rows: int, command: str, source: str = ""
 ) -> str:
-    variants = list(PSEUDO_VARIANTS)
     seeds = sorted(results)
+    variants = [v for v in PSEUDO_VARIANTS if v in results[seeds[0]]]  # those this study ran
     lines = [
         "# Pseudo-labels against training noise",
         "",
@@ -168,8 +169,11 @@ def run_seed_study(
     out: Path,
     cores: int,
     command: str,
+    variants: list[str] | None = None,
 ) -> dict[int, dict[str, float]]:
-    """Run (or, for seeds already finished in `workdir`, read) every seed; write `out`."""
+    """Run (or, for seeds already finished in `workdir`, read) every seed under each variant
+    (default: all of PSEUDO_VARIANTS); write `out`."""
+    chosen = {v: PSEUDO_VARIANTS[v] for v in variants or PSEUDO_VARIANTS}
     from newstopic.ablation import absolute_data_paths
 
     if not (source / "results" / "mlm" / "model").exists():
@@ -177,7 +181,7 @@ def run_seed_study(
             f"{source}: no finished run (results/mlm/model missing); run scripts/ablation.py first"
         )
     overlay = absolute_data_paths(config_files, repo)
-    results = {s: run_seed(repo, source, workdir, config_files, overlay, s, cores) for s in seeds}
+    results = {s: run_seed(repo, source, workdir, config_files, overlay, s, cores, chosen) for s in seeds}
     finetune = json.loads((source / "results" / "finetune" / "metrics.json").read_text())
     mlm = json.loads((source / "results" / "mlm" / "metrics.json").read_text())
     about = (
