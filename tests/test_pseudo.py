@@ -12,7 +12,7 @@ import torch
 from test_model import ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
-from newstopic.ablation import results_markdown
+from newstopic.ablation import results_markdown, training_seed
 from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
 from newstopic.finetune import read_labeled
@@ -220,3 +220,11 @@ def test_ablation_report_sets_the_stage_gains_against_training_noise() -> None:
     assert "| **mean** | 0.8680 | 0.8693 | +0.13 |" in text
     assert "retrain ahead under 2 of 3 seeds" in text
     assert "Mean retrain minus the baseline: +1.13 points (lowest seed +0.90)" in text
+
+
+def test_ablation_names_the_seed_its_finetune_trains_under(tmp_path: Path) -> None:
+    base, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
+    base.write_text("seed: 7\n")
+    assert training_seed([base]) == 7
+    overlay.write_text("finetune:\n  seed: 3\n")
+    assert training_seed([base, overlay]) == 3
