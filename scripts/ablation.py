@@ -1,6 +1,6 @@
 """Real-data ablation: baseline vs no-MLM vs MLM vs MLM + pseudo-labels -> docs/results.md.
 
-python scripts/ablation.py --configfile config/dacon.yaml --seeds 1 2
+python scripts/ablation.py --configfile config/dacon.yaml --seeds 1 2 3
 """
 
 import argparse
@@ -14,7 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
-parser.add_argument("--workdir", default="runs/ablation", help="where the two runs write results/")
+parser.add_argument(
+    "--workdir",
+    default="runs/ablation",
+    help="where the two runs (and seeds/, the extra seeds' runs) write results/",
+)
 parser.add_argument("--out", default="docs/results.md")
 parser.add_argument("--cores", type=int, default=2)
 parser.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from test_model import ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
-from newstopic.ablation import results_markdown, training_seed
+from newstopic.ablation import results_markdown, run_ablation, training_seed
 from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
 from newstopic.finetune import read_labeled
@@ -21,7 +22,7 @@ from newstopic.model import build_classifier
 from newstopic.predict import PROB_COLUMNS
 from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, UNLABELED_SCHEMA, write_parquet
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
-from newstopic.seed_study import paired_gain, seed_markdown
+from newstopic.seed_study import paired_gain, same_files, seed_markdown
 from newstopic.teachers import selection_quality
 
 
@@ -228,3 +229,22 @@ def test_ablation_names_the_seed_its_finetune_trains_under(tmp_path: Path) -> No
     assert training_seed([base]) == 7
     overlay.write_text("finetune:\n  seed: 3\n")
     assert training_seed([base, overlay]) == 3
+
+
+def test_seed_runs_recopy_what_no_longer_matches_the_source(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "model").mkdir(parents=True)
+    (src / "model" / "weights").write_bytes(b"old")
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    assert same_files(src, copy)
+    (src / "model" / "weights").write_bytes(b"new encoder")  # the source run was redone
+    assert not same_files(src, copy)
+
+
+def test_ablation_refuses_an_extra_seed_equal_to_the_configs_own(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 5\n")
+    with pytest.raises(ValueError, match="--seeds 5: the config's own training seed"):
+        run_ablation(tmp_path, [cfg], tmp_path / "runs", tmp_path / "out.md", 1, "cmd", seeds=[1, 5])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out.md").exists()  # nothing ran

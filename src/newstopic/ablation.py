@@ -43,10 +43,11 @@ def training_seed(config_files: list[Path]) -> int:
 def last_run_wall_s(workdir: Path) -> float:
     """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
     logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    for line in reversed(logs[-1].read_text().splitlines() if logs else []):
-        if line.startswith("Elapsed time:"):
-            h, m, sec = line.split(":", 1)[1].strip().split(":")
-            return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
+    for log in reversed(logs):  # a run with nothing to do has no "Elapsed time": the one before
+        for line in reversed(log.read_text().splitlines()):
+            if line.startswith("Elapsed time:"):
+                h, m, sec = line.split(":", 1)[1].strip().split(":")
+                return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
     raise RuntimeError(f"{workdir}: no finished Snakemake run (no 'Elapsed time' in .snakemake/log)")
 
 
@@ -225,6 +226,9 @@ def run_ablation(
     retrain again under each extra training seed, and write `out`."""
     from newstopic.seed_study import read_seed, run_seed
 
+    top_seed = training_seed(config_files)
+    if top_seed in (seeds or []):
+        raise ValueError(f"--seeds {top_seed}: the config's own training seed, which the mlm run trains")
     data = absolute_data_paths(config_files, repo)
     runs = {}
     for name, overlay in VARIANTS.items():
@@ -239,12 +243,13 @@ def run_ablation(
         s: (
             read_seed(seed_runs, s, as_given)
             if report_only
-            else run_seed(repo, workdir / "mlm", seed_runs, config_files, data, s, cores, as_given)
+            else run_seed(
+                repo, workdir / "mlm", seed_runs, config_files, data, s, cores, as_given, refresh=True
+            )
         )
         for s in seeds or []
     }
     repeats = {s: {"finetune": r["finetune"], "retrain": r["config"]} for s, r in repeats.items()}
-    top_seed = training_seed(config_files)
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in config_files)
     write_text(out, results_markdown(runs, config_text, command, repeats, top_seed))
     return runs

@@ -49,17 +49,25 @@ def run_seed(
     seed: int,
     cores: int,
     variants: dict[str, dict[str, Any]] = PSEUDO_VARIANTS,
+    refresh: bool = False,
 ) -> dict[str, float]:
     """Finetune + each variant's retrain under one training seed; valid accuracies. A variant
-    is a config overlay on top of the config files ({} = the config as given)."""
+    is a config overlay on top of the config files ({} = the config as given).
+
+    A finished run is read, not rerun; with `refresh`, Snakemake is asked again (so a changed
+    config reruns what it affects) after the reused results are copied afresh from `source`
+    wherever they differ from it (a new MLM encoder, say)."""
     accuracy: dict[str, float] = {}
     first = None
     for variant, extra in variants.items():
         run = workdir / f"seed{seed}" / variant
-        if not (run / "results" / "retrain" / "metrics.json").exists():  # finished runs are kept
+        if refresh or not (run / "results" / "retrain" / "metrics.json").exists():
             for name in REUSED + (["finetune"] if first else []):
-                if not (run / "results" / name).exists():
-                    shutil.copytree((first or source) / "results" / name, run / "results" / name)
+                src, dst = (first or source) / "results" / name, run / "results" / name
+                if dst.exists() and not same_files(src, dst):
+                    shutil.rmtree(dst)
+                if not dst.exists():
+                    shutil.copytree(src, dst)  # copy2 keeps mtimes: Snakemake sees them as they are
             seeds = {"finetune": {"seed": seed}, "retrain": {"seed": seed}}
             overlay_file = run / "overlay.yaml"
             overlay_file.write_text(yaml.safe_dump(merge(merge(overlay, seeds), extra), allow_unicode=True))
@@ -71,6 +79,19 @@ def run_seed(
         accuracy.setdefault("finetune", _accuracy(run, "finetune"))
         accuracy[variant] = _accuracy(run, "retrain")
     return accuracy
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files (names, sizes and mtimes: copies by copytree)."""
+
+    def listing(root: Path) -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")
+            if p.is_file()
+        }
+
+    return listing(a) == listing(b)
 
 
 def read_seed(
