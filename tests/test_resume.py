@@ -40,7 +40,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from newstopic.checkpoint import CheckpointDir
-from newstopic.config import load_schema
+from newstopic.config import deep_merge, load_schema
 from newstopic.errors import TrainingInterrupted
 from newstopic.training import LoopSettings, train
 
@@ -347,13 +347,6 @@ ENGINES = [
         ),
     ),
 ]
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def overlay_for(engine: Engine) -> dict[str, Any]:

@@ -30,12 +30,11 @@ def absolute_data_paths(config_files: list[Path], repo: Path) -> dict[str, Any]:
 
 def training_seed(config_files: list[Path]) -> int:
     """The seed the config's own finetune trains under (finetune.seed, else the top-level seed)."""
-    from newstopic.config import validate_config
-    from newstopic.seed_study import merge
+    from newstopic.config import deep_merge, validate_config
 
     raw: dict[str, Any] = {}
     for f in config_files:
-        raw = merge(raw, yaml.safe_load(f.read_text()) or {})
+        raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
     cfg = validate_config(raw, source=" + ".join(f.name for f in config_files))
     return cfg["finetune"]["seed"] if cfg["finetune"]["seed"] is not None else cfg["seed"]
 

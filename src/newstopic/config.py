@@ -20,6 +20,15 @@ from newstopic.errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested dicts merged key by key (as Snakemake merges config files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        both_dicts = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = deep_merge(out[key], value) if both_dicts else value
+    return out
+
+
 def _with_defaults(validator_class: type) -> type:
     """A validator that fills in `default` values while it validates (jsonschema FAQ recipe)."""
     validate_properties = validator_class.VALIDATORS["properties"]

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from newstopic.atomic import write_text
+from newstopic.config import deep_merge
 
 # Pseudo-label variants: name -> config overlay. The first one also trains the seed's finetune,
 # which the others reuse (same teacher, so the pairs differ in the pseudo-labels alone).
@@ -70,7 +71,8 @@ def run_seed(
                     shutil.copytree(src, dst)  # copy2 keeps mtimes: Snakemake sees them as they are
             seeds = {"finetune": {"seed": seed}, "retrain": {"seed": seed}}
             overlay_file = run / "overlay.yaml"
-            overlay_file.write_text(yaml.safe_dump(merge(merge(overlay, seeds), extra), allow_unicode=True))
+            run_overlay = deep_merge(deep_merge(overlay, seeds), extra)
+            overlay_file.write_text(yaml.safe_dump(run_overlay, allow_unicode=True))
             allowed = (
                 ["pseudo_label", "retrain"] if first else ["finetune", "predict", "pseudo_label", "retrain"]
             )
@@ -110,16 +112,6 @@ def read_seed(
 
 def _accuracy(run: Path, stage: str) -> float:
     return json.loads((run / "results" / stage / "metrics.json").read_text())["valid_accuracy"]
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`, nested dicts merged key by key (as Snakemake merges config files)."""
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
 
 
 def paired_gain(before: list[float], after: list[float]) -> dict[str, float]:
