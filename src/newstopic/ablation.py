@@ -235,8 +235,9 @@ def run_ablation(
             runs[name] = read_variant(workdir / name)
         else:
             runs[name] = run_variant(repo, workdir / name, config_files, {**overlay, **data}, cores)
-    # The config as given, once more per seed; the runs reuse the mlm run's encoder and baseline.
-    as_given: dict[str, dict[str, Any]] = {"config": {}}
+    # The config as given ({} overlay), once more per seed, reusing the mlm run's encoder and
+    # baseline; naming it "retrain" makes each seed's result {"finetune": .., "retrain": ..}.
+    as_given: dict[str, dict[str, Any]] = {"retrain": {}}
     seed_runs = workdir / "seeds"
     repeats = {
         s: (
@@ -248,7 +249,6 @@ def run_ablation(
         )
         for s in seeds or []
     }
-    repeats = {s: {"finetune": r["finetune"], "retrain": r["config"]} for s, r in repeats.items()}
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in config_files)
     write_text(out, results_markdown(runs, config_text, command, repeats, top_seed))
     return runs

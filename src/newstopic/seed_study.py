@@ -186,8 +186,9 @@ def run_seed_study(
 ) -> dict[int, dict[str, float]]:
     """Run (or, for seeds already finished in `workdir`, read) every seed under each variant
     (default: all of PSEUDO_VARIANTS); write `out`."""
-    chosen = {v: PSEUDO_VARIANTS[v] for v in variants or PSEUDO_VARIANTS}
     from newstopic.ablation import absolute_data_paths
+
+    chosen = {v: PSEUDO_VARIANTS[v] for v in variants or PSEUDO_VARIANTS}
 
     if not (source / "results" / "mlm" / "model").exists():
         raise FileNotFoundError(
