@@ -7,9 +7,22 @@
 # Resume: snakemake --cores all --rerun-incomplete   (training continues from its checkpoint)
 
 
+import os
+import sys
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The rules' package is this checkout's src/, in this process and in every job (inherited
+# by local jobs, conda environments from envs/, and Slurm jobs), so that the workflow and its
+# package never drift apart. Without src/ (a copy of the workflow alone) an installed
+# `newstopic` is used.
+_SRC = os.path.join(workflow.basedir, "src")
+if os.path.isdir(_SRC):
+    sys.path.insert(0, _SRC)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [_SRC, os.environ.get("PYTHONPATH")])
+    )
 
 
 configfile: "config/config.yaml"
@@ -23,6 +36,14 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/compare.smk"
+
+
+# Rules that only copy or summarise run where Snakemake runs, never as cluster jobs.
+localrules:
+    all,
+    submission,
+    summary,
+    compare_engines,
 
 
 rule all:

@@ -1,22 +1,9 @@
 """Rule baseline: TF-IDF character n-grams + LinearSVC on the same split."""
 
 from newstopic.baseline import tfidf_svm_baseline
-from newstopic.errors import run_main
-from newstopic.logs import setup_logging
+from newstopic.logs import run_rule
 
 sm = snakemake  # noqa: F821
-log = setup_logging(sm.log[0])
-metrics = run_main(
-    tfidf_svm_baseline,
-    sm.input.train,
-    sm.input.valid,
-    sm.input.test,
-    sm.output.metrics,
-    sm.output.submission,
-    sm.output.test_probs,
-    ngram_max=sm.params.ngram_max,
-    c=sm.params.c,
-    analyzer=sm.params.analyzer,
-    log_file=sm.log[0],
-)
-log.info("baseline valid accuracy %.4f", metrics["valid_accuracy"])
+inputs = {name: sm.input[name] for name in ("train", "valid", "test")}
+outputs = {name: sm.output[name] for name in ("metrics", "submission", "test_probs")}
+run_rule(sm.log[0], tfidf_svm_baseline, inputs, outputs, section=sm.params.baseline)

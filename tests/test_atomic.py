@@ -16,8 +16,8 @@ import pytest
 from conftest import snakemake_env
 
 from newstopic.atomic import atomic_path, write_json, write_text
+from newstopic.formats import UNLABELED_SCHEMA, write_parquet
 from newstopic.predict import predict_parquet
-from newstopic.preprocess import UNLABELED_SCHEMA, write_parquet
 from newstopic.tokenization import save_tokenizer, train_wordpiece
 
 

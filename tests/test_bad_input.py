@@ -24,15 +24,18 @@ from newstopic.config import load_config, validate_config
 from newstopic.data import encode
 from newstopic.encoder import encoder_from_pretrained, mlm_from_config, mlm_from_pretrained
 from newstopic.errors import ConfigError, InputError
+from newstopic.formats import read_split
 from newstopic.model import build_classifier
 from newstopic.predict import predict_parquet
-from newstopic.preprocess import preprocess, read_split
+from newstopic.preprocess import preprocess
 from newstopic.tokenization import train_wordpiece, wordpiece_from_vocab
 
 HEADER = "index,title,topic_idx\n"
 ROWS = "".join(f"{i},제목 {i} 경제 증시 뉴스,{i % 7}\n" for i in range(10, 24))
 GOOD_TRAIN = (HEADER + ROWS).encode()
 GOOD_TEST = ("index,title\n" + "".join(f"{i},시험 제목 {i}\n" for i in range(100, 105))).encode()
+SPLITS = ("train", "valid", "test")
+SECTION = {"valid_fraction": 0.2, "remove_pattern": None, "sample_per_class": None, "test_sample": None}
 MEGA_TITLE = "가나다라 마바사 " * 80_000  # ~1 MB of UTF-8
 
 
@@ -196,7 +199,7 @@ def test_csv_input(tmp_path: Path, case: Case) -> None:
     before = fingerprint_files(outputs)
 
     def run() -> dict[str, int]:
-        return preprocess(train, test, *outputs, valid_fraction=0.2, seed=1, remove_pattern=None)
+        return preprocess(train, test, dict(zip(SPLITS, outputs, strict=True)), section=SECTION, seed=1)
 
     if case.error is None:
         counts = run()
@@ -225,7 +228,7 @@ def test_mega_title_is_truncated_by_the_tokenizer_not_a_crash(tmp_path: Path) ->
     train.write_bytes(GOOD_TRAIN)
     test.write_bytes(GOOD_TEST + f"200,{MEGA_TITLE}\n".encode())
     outputs = [tmp_path / name for name in OUTPUTS]
-    preprocess(train, test, *outputs, valid_fraction=0.2, seed=1, remove_pattern=None)
+    preprocess(train, test, dict(zip(SPLITS, outputs, strict=True)), section=SECTION, seed=1)
     titles = read_split(outputs[2], labeled=False)["title"].tolist()
     tokenizer = train_wordpiece(titles[:-1] + ["가나다라 마바사"], 200, 1, 24)
 

@@ -19,14 +19,14 @@ import pandas as pd
 import pytest
 from conftest import copy_workflow, run_snakemake, snakemake_env
 
-from newstopic.compare import padded_positions, read_benchmark, write_comparison
 from newstopic.config import validate_config
 from newstopic.errors import ConfigError, InputError
+from newstopic.formats import read_benchmark, read_split
 from newstopic.hf_engine import MARKER, latest_checkpoint
 from newstopic.metrics import classification_metrics
 from newstopic.model import NewsTopicClassifier
 from newstopic.predict import predict_proba
-from newstopic.preprocess import read_split
+from newstopic.study.compare import padded_positions, write_comparison
 from newstopic.tokenization import load_tokenizer
 
 CHANCE = 1 / 7
@@ -128,7 +128,7 @@ def test_compare_engines_table(compared: Path) -> None:
     # Each run has its own log and benchmark; the scratch checkpoints are cleared on success.
     for name in ("mlm_loop", "mlm_hf", "finetune_loop", "finetune_hf"):
         assert (compared / "logs" / "compare_engines" / f"{name}.log").is_file()
-        assert read_benchmark(compared / "benchmarks" / "compare_engines" / f"{name}.tsv")["wall_seconds"] > 0
+        assert read_benchmark(compared / "benchmarks" / "compare_engines" / f"{name}.tsv")["wall_s"] > 0
     assert not list((compared / "scratch").rglob("*.safetensors"))
 
 

@@ -10,9 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from newstopic.errors import InputError
+from newstopic.formats import LABELED_SCHEMA, UNLABELED_SCHEMA
 from newstopic.preprocess import (
-    LABELED_SCHEMA,
-    UNLABELED_SCHEMA,
     clean_title,
     preprocess,
     read_raw_csv,
@@ -53,15 +52,18 @@ def test_preprocess_writes_fixed_schema(tmp_path: Path) -> None:
     train = write(tmp_path / "train.csv", "index,title,topic_idx\n" + rows + "\n")
     test = write(tmp_path / "test.csv", "index,title\n100,시험 제목\n101,또 다른 제목!\n")
     out = tmp_path / "out"
+    section = {
+        "valid_fraction": 0.2,
+        "remove_pattern": DEFAULT_PATTERN,
+        "sample_per_class": None,
+        "test_sample": None,
+    }
     counts = preprocess(
         train,
         test,
-        out / "train.parquet",
-        out / "valid.parquet",
-        out / "test.parquet",
-        valid_fraction=0.2,
+        {split: out / f"{split}.parquet" for split in ("train", "valid", "test")},
+        section=section,
         seed=0,
-        remove_pattern=DEFAULT_PATTERN,
     )
     assert counts == {"train": 56, "valid": 14, "test": 2}
     assert pq.read_schema(out / "train.parquet").remove_metadata() == LABELED_SCHEMA

@@ -13,17 +13,23 @@ import torch
 from test_model import ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
-from newstopic.ablation import results_markdown, run_ablation, training_seed
 from newstopic.encoder import mlm_from_config
 from newstopic.errors import InputError
-from newstopic.finetune import read_labeled
+from newstopic.formats import (
+    LABELED_SCHEMA,
+    PROB_COLUMNS,
+    SOFT_LABELED_SCHEMA,
+    UNLABELED_SCHEMA,
+    read_labeled,
+    write_parquet,
+)
 from newstopic.hf_engine import TokenDataset
 from newstopic.model import build_classifier
-from newstopic.predict import PROB_COLUMNS
-from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, UNLABELED_SCHEMA, write_parquet
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
-from newstopic.seed_study import paired_gain, same_files, seed_markdown
-from newstopic.teachers import selection_quality
+from newstopic.study.ablation import results_markdown, run_ablation, training_seed
+from newstopic.study.runs import Runner, same_files
+from newstopic.study.seed_study import paired_gain, seed_markdown
+from newstopic.study.teachers import selection_quality
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,8 +88,7 @@ def test_two_teachers_are_averaged_row_by_row(tmp_path: Path) -> None:
         str(tmp_path / "test.parquet"),
         str(tmp_path / "rows.parquet"),
         str(tmp_path / "report.json"),
-        threshold=0.9,
-        max_per_class=None,
+        section={"threshold": 0.9, "max_per_class": None, "soft": False},
     )
     rows = pd.read_parquet(tmp_path / "rows.parquet")
     # 100: (0.95 + 0.95) / 2; 101: (0.99 + 1/7) / 2 < 0.9; 103: 0.91; 105: 0.97.
@@ -123,9 +128,7 @@ def test_soft_pseudo_labels_keep_the_teachers_mean_and_train_as_distributions(tm
         str(tmp_path / "test.parquet"),
         str(tmp_path / "soft.parquet"),
         str(tmp_path / "report.json"),
-        threshold=0.0,
-        max_per_class=None,
-        soft=True,
+        section={"threshold": 0.0, "max_per_class": None, "soft": True},
     )
     assert report["soft"] is True and report["accepted"] == 6  # threshold 0: every test row
     soft = pd.read_parquet(tmp_path / "soft.parquet")
@@ -185,7 +188,7 @@ def test_seed_study_pairs_retrain_with_finetune_by_seed() -> None:
         1: {"finetune": 0.8600, "hard": 0.8650, "soft": 0.8590},
         2: {"finetune": 0.8700, "hard": 0.8720, "soft": 0.8710},
     }
-    text = seed_markdown(results, 4564, "python scripts/seed_study.py")
+    text = seed_markdown(results, 4564, "python -m newstopic.study.seed_study")
     assert "| 1 | 0.8600 | 0.8650 (+0.50) | 0.8590 (-0.10) |" in text
     assert "| hard | +0.35 | 0.15 | 2.3 | 2 of 2 |" in text
 
@@ -212,7 +215,7 @@ def test_ablation_report_sets_the_stage_gains_against_training_noise() -> None:
     }
     seeds = {1: {"finetune": 0.8660, "retrain": 0.8700}, 2: {"finetune": 0.8690, "retrain": 0.8710}}
     text = results_markdown(
-        {"mlm": full, "no_mlm": plain}, "seed: 42", "python scripts/ablation.py", seeds, 42
+        {"mlm": full, "no_mlm": plain}, "seed: 42", "python -m newstopic.study.ablation", seeds, 42
     )
     assert "| **whole DAG (sum of the rules)** | 2300.0 | |" in text
     assert "| 42 (the run above) | 0.8690 | 0.8670 | -0.20 |" in text
@@ -246,5 +249,5 @@ def test_ablation_refuses_an_extra_seed_equal_to_the_configs_own(tmp_path: Path)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("seed: 5\n")
     with pytest.raises(ValueError, match="--seeds 5: the config's own training seed"):
-        run_ablation(tmp_path, [cfg], tmp_path / "runs", tmp_path / "out.md", 1, "cmd", seeds=[1, 5])
+        run_ablation(Runner(tmp_path, [cfg], 1), tmp_path / "runs", tmp_path / "out.md", "cmd", seeds=[1, 5])
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out.md").exists()  # nothing ran

@@ -42,7 +42,7 @@ from torch import nn
 from newstopic.checkpoint import CheckpointDir
 from newstopic.config import deep_merge, load_schema
 from newstopic.errors import TrainingInterrupted
-from newstopic.training import LoopSettings, train
+from newstopic.training import LoopSettings, Task, train
 
 # --------------------------------------------------------------------------------------------
 # The training loop, in-process
@@ -129,7 +129,7 @@ def fit(
         checkpoint_every=5,
         log_every=1,
     )
-    state = train(model, lengths, make_batch, loss_fn, evaluate, settings, CheckpointDir(scratch, "fp"))
+    state = train(Task(model, lengths, make_batch, loss_fn, evaluate), settings, CheckpointDir(scratch, "fp"))
     return model, state
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_snakemake, snakemake_env
 
-from newstopic.predict import PROB_COLUMNS
+from newstopic.formats import PROB_COLUMNS
 
 pytestmark = pytest.mark.e2e
 

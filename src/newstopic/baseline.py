@@ -3,7 +3,9 @@ split and scored on the same valid split as the transformer."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,9 +15,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from newstopic.atomic import atomic_path, write_json
+from newstopic.formats import PROBS_SCHEMA, probs_frame, read_split, write_parquet
 from newstopic.metrics import accuracy, macro_f1
-from newstopic.predict import PROBS_SCHEMA, probs_frame
-from newstopic.preprocess import read_split, write_parquet
+
+log = logging.getLogger("newstopic")
 
 
 def tfidf_vectorizer(analyzer: str, ngram_max: int) -> TfidfVectorizer:
@@ -31,23 +34,16 @@ def calibrated_svm(x_train: spmatrix, labels: np.ndarray, c: float) -> Calibrate
 
 
 def tfidf_svm_baseline(
-    train_path: str,
-    valid_path: str,
-    test_path: str,
-    metrics_path: str,
-    submission_path: str,
-    test_probs_path: str | None = None,
-    *,
-    ngram_max: int = 3,
-    c: float = 0.3,
-    analyzer: str = "char_wb",
+    inputs: Mapping[str, str], outputs: Mapping[str, str], *, section: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Fit on train, score on valid, predict test; write metrics.json and a submission, and
-    (test_probs_path) calibrated test probabilities for pseudo-labelling."""
+    """The baseline stage: fit on the train split, score on valid, predict test. `inputs`:
+    train, valid and test parquet; `outputs`: metrics (json), submission (csv) and test_probs
+    (calibrated test probabilities, for pseudo-labelling); `section`: config `baseline`."""
     start = time.perf_counter()
-    train = read_split(train_path, labeled=True)
-    valid = read_split(valid_path, labeled=True)
-    test = read_split(test_path, labeled=False)
+    analyzer, ngram_max, c = section["analyzer"], section["ngram_max"], section["c"]
+    train = read_split(inputs["train"], labeled=True)
+    valid = read_split(inputs["valid"], labeled=True)
+    test = read_split(inputs["test"], labeled=False)
     vectorizer = tfidf_vectorizer(analyzer, ngram_max)
     x_train = vectorizer.fit_transform(train["title"])
     clf = LinearSVC(C=c).fit(x_train, train["topic_idx"])
@@ -63,12 +59,12 @@ def tfidf_svm_baseline(
         "seconds": round(time.perf_counter() - start, 2),
     }
     test_pred = clf.predict(vectorizer.transform(test["title"]))
-    with atomic_path(submission_path) as tmp:
+    with atomic_path(outputs["submission"]) as tmp:
         test[["index"]].assign(topic_idx=test_pred).to_csv(tmp, index=False)
-    if test_probs_path:
-        calibrated = calibrated_svm(x_train, train["topic_idx"].to_numpy(), c)
-        probs = calibrated.predict_proba(vectorizer.transform(test["title"]))
-        frame = probs_frame(test["index"].to_numpy(), probs.astype("float32"))
-        write_parquet(frame, test_probs_path, PROBS_SCHEMA)
-    write_json(metrics_path, metrics)
+    calibrated = calibrated_svm(x_train, train["topic_idx"].to_numpy(), c)
+    probs = calibrated.predict_proba(vectorizer.transform(test["title"]))
+    frame = probs_frame(test["index"].to_numpy(), probs.astype("float32"))
+    write_parquet(frame, outputs["test_probs"], PROBS_SCHEMA)
+    write_json(outputs["metrics"], metrics)
+    log.info("baseline valid accuracy %.4f", metrics["valid_accuracy"])
     return metrics

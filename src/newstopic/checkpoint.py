@@ -88,7 +88,8 @@ class TrainState:
     epoch_batches: int = 0
 
 
-def _step_of(path: Path) -> int | None:
+def step_of(path: Path) -> int | None:
+    """The step in a checkpoint directory's name (step-00000050, checkpoint-50), or None."""
     try:
         return int(path.name.rsplit("-", 1)[1])
     except (IndexError, ValueError):
@@ -178,15 +179,15 @@ class CheckpointDir:
                 continue
         bests = self.best_dirs()
         for path in bests[:-1]:
-            if _step_of(path) not in needed:
+            if step_of(path) not in needed:
                 shutil.rmtree(path, ignore_errors=True)
 
     # --- loading ------------------------------------------------------------------------
     def _dirs(self, prefix: str) -> list[Path]:
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.glob(f"{prefix}*") if p.is_dir() and _step_of(p) is not None]
-        return sorted(found, key=_step_of)
+        found = [p for p in self.root.glob(f"{prefix}*") if p.is_dir() and step_of(p) is not None]
+        return sorted(found, key=step_of)
 
     def step_dirs(self) -> list[Path]:
         """Step checkpoints, oldest first (complete ones only: partial writes are hidden)."""
@@ -203,7 +204,7 @@ class CheckpointDir:
             meta = json.loads((path / "state.json").read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: unreadable state.json ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("step") != _step_of(path):
+        if not isinstance(meta, dict) or meta.get("step") != step_of(path):
             raise CheckpointError(f"{path}: state.json does not match the directory name")
         if meta.get("fingerprint") != self.fingerprint:
             raise CheckpointError(f"{path}: belongs to a run with other parameters or inputs")
@@ -247,7 +248,7 @@ class CheckpointDir:
             # Best models newer than the resumed step belong to the part of the run that
             # is redone; it writes them again when it gets there.
             for best in self.best_dirs():
-                if _step_of(best) > meta["step"]:
+                if step_of(best) > meta["step"]:
                     shutil.rmtree(best, ignore_errors=True)
             fields = {k: meta[k] for k in TrainState.__dataclass_fields__ if k in meta}
             return TrainState(**fields)

@@ -1,4 +1,6 @@
-"""Config validation against workflow/schemas/config.schema.yaml, defaults filled in.
+"""Config validation against the schema (config.schema.yaml, shipped in this package;
+workflow/schemas/config.schema.yaml links to it, where Snakemake workflows keep theirs),
+defaults filled in.
 
 Errors are one line naming the key: an unknown (e.g. misspelt) key, a value of the wrong
 type or out of range.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import yaml
 
 from newstopic.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = "config.schema.yaml"
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -46,9 +49,10 @@ def _with_defaults(validator_class: type) -> type:
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+def load_schema(path: str | Path | None = None) -> dict[str, Any]:
+    """The config schema: package data, so that a plain (not editable) install finds it."""
+    source = resources.files("newstopic") / SCHEMA if path is None else Path(path)
+    return yaml.safe_load(source.read_text(encoding="utf-8"))
 
 
 def _key(path: Any) -> str:

@@ -106,3 +106,20 @@ def write_demo_data(
     for name, frame in files.items():
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m newstopic.demo: regenerate data/demo/ (deterministic)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Regenerate the embedded demo dataset (deterministic).")
+    parser.add_argument("--out", default="data/demo")
+    parser.add_argument("--train-per-topic", type=int, default=200)
+    parser.add_argument("--test-per-topic", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=2021)
+    args = parser.parse_args(argv)
+    write_demo_data(args.out, args.train_per_topic, args.test_per_topic, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -134,43 +134,68 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sum(values: Sequence[float], dev: torch.device) -> list[float]:
-    """Sum `values` over all processes (identity with one process)."""
-    t = torch.tensor(list(values), dtype=torch.float64, device=dev)
-    if dist.is_initialized():
-        dist.all_reduce(t)
-    return t.tolist()
+class Ranks:
+    """The training processes as the loop sees them, with every piece of data-parallel
+    bookkeeping. With one process (no process group) each method is the identity or does
+    nothing, so the loop reads the same either way."""
 
+    def __init__(self, device: torch.device) -> None:
+        self.rank, self.world, self.main = rank(), world_size(), is_main()
+        self.device = local_device(device)  # with several GPUs: this rank's
 
-def any_signal(signum: int | None, dev: torch.device) -> int | None:
-    """The stop signal that any rank received (the same answer on every rank), or None."""
-    if not dist.is_initialized():
-        return signum
-    t = torch.tensor([signum or 0], device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item()) or None
+    def seed(self, seed: int, step: int = 0) -> None:
+        """Seed the global RNG; dropout noise differs between ranks (and, after a resume, from
+        the noise before it: the checkpoint holds rank 0's RNG state only)."""
+        torch.manual_seed(seed + self.rank + self.world * step)
 
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """`module` under DistributedDataParallel, which averages gradients over ranks."""
+        if self.world == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
-def broadcast(obj: Any) -> Any:
-    """Rank 0's `obj` on every rank (a picklable object)."""
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    def shard(self, batch: Mapping[str, torch.Tensor], n_rows: int) -> tuple[dict[str, torch.Tensor], float]:
+        """This rank's contiguous slice of the rows of a global batch, and its weight.
 
+        A rank left with no rows (a batch smaller than the world) gets the first row with
+        weight 0: it still runs forward and backward, which DistributedDataParallel needs.
+        """
+        lo, hi = self.rank * n_rows // self.world, (self.rank + 1) * n_rows // self.world
+        if lo == hi:
+            return {k: v[:1] for k, v in batch.items()}, 0.0
+        return {k: v[lo:hi] for k, v in batch.items()}, 1.0
 
-def shard(batch: Mapping[str, torch.Tensor], n_rows: int) -> tuple[dict[str, torch.Tensor], float]:
-    """This rank's contiguous slice of the rows of a global batch, and its weight.
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Sum `values` over all ranks."""
+        t = torch.tensor(list(values), dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(t)
+        return t.tolist()
 
-    A rank left with no rows (a batch smaller than the world) gets the first row with weight
-    0: it still runs forward and backward, which DistributedDataParallel needs of every rank.
-    """
-    r, w = rank(), world_size()
-    lo, hi = r * n_rows // w, (r + 1) * n_rows // w
-    if lo == hi:
-        return {k: v[:1] for k, v in batch.items()}, 0.0
-    return {k: v[lo:hi] for k, v in batch.items()}, 1.0
+    def any_signal(self, signum: int | None) -> int | None:
+        """The stop signal that any rank received (the same answer on every rank), or None."""
+        if self.world == 1:
+            return signum
+        t = torch.tensor([signum or 0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item()) or None
+
+    def from_main(self, compute: Callable[[], Any]) -> Any:
+        """`compute()` run on rank 0 alone, its result on every rank (a picklable object)."""
+        if self.world == 1:
+            return compute()
+        box = [compute() if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def on_main(self, write: Callable[..., Any], *args: Any) -> None:
+        """`write(*args)` on rank 0 alone: the one process that writes files."""
+        if self.main:
+            write(*args)
+
+    def barrier(self) -> None:
+        barrier()
 
 
 def quiet_unless_main(log: logging.Logger) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -52,7 +53,9 @@ def run_main(main: Callable[..., Any], *args: Any, log_file: str | None = None, 
     and a TrainingInterrupted into one line and exit 128 + signal number.
 
     Scripts run through this so that bad input never ends in a traceback from inside
-    pandas or torch. (The message reaches `log_file` through the logging handlers.)
+    pandas or torch. (The message reaches `log_file` through the logging handlers.) Anything
+    else is a bug: its traceback goes to `log_file` too, since on a cluster that file is what
+    a user reads, and the exception goes on to stderr as usual.
     """
     try:
         return main(*args, **kwargs)
@@ -69,3 +72,8 @@ def run_main(main: Callable[..., Any], *args: Any, log_file: str | None = None, 
             code=130,
             kind="stopped",
         )
+    except Exception:
+        if log_file:
+            with open(log_file, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+        raise

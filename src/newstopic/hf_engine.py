@@ -51,11 +51,14 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from newstopic import distributed
-from newstopic.checkpoint import TrainState
+from newstopic.checkpoint import CheckpointDir, TrainState, step_of
 from newstopic.data import mask_inputs
+from newstopic.device import resolve_device
 from newstopic.errors import ConfigError
+from newstopic.finetune import ClassifierTask
 from newstopic.metrics import classification_metrics
-from newstopic.training import LoopSettings, param_groups, resolve_device
+from newstopic.pretrain import MlmTask
+from newstopic.training import LoopSettings, param_groups
 
 log = logging.getLogger("newstopic")
 
@@ -105,10 +108,6 @@ def compute_metrics(pred: EvalPrediction) -> dict[str, float]:
 
 
 # --- resumable checkpoints ----------------------------------------------------------------
-def _step_of(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
-
-
 def latest_checkpoint(root: str | Path, run_fingerprint: str) -> tuple[Path | None, float]:
     """The newest complete checkpoint of this run in `root` and its training seconds so far.
 
@@ -118,7 +117,7 @@ def latest_checkpoint(root: str | Path, run_fingerprint: str) -> tuple[Path | No
     root = Path(root)
     found: list[tuple[int, Path, float]] = []
     for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if root.is_dir() else []:
-        if not path.is_dir() or not path.name.rsplit("-", 1)[1].isdigit():
+        if not path.is_dir() or step_of(path) is None:
             continue
         try:
             meta = json.loads((path / MARKER).read_text())
@@ -129,7 +128,7 @@ def latest_checkpoint(root: str | Path, run_fingerprint: str) -> tuple[Path | No
             log.warning("removing checkpoint %s (%s)", path, why)
             shutil.rmtree(path, ignore_errors=True)
             continue
-        found.append((_step_of(path), path, float(meta.get("train_seconds", 0.0))))
+        found.append((step_of(path), path, float(meta.get("train_seconds", 0.0))))
     if not found:
         return None, 0.0
     _, path, seconds = max(found)
@@ -263,7 +262,7 @@ def _train(
     if resume is None:
         log.info("hf engine: starting at step 0, checkpoints in %s", args.output_dir)
     else:
-        log.info("hf engine: resumed at step %d from %s", _step_of(resume), resume)
+        log.info("hf engine: resumed at step %d from %s", step_of(resume), resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.model is not model:  # the Trainer wrapped or replaced it: copy the weights back
         model.load_state_dict(trainer.model.state_dict())
@@ -292,65 +291,36 @@ def _state_from(trainer: Trainer, train_seconds: float) -> TrainState:
     )
 
 
-def train_classifier(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_ids: Sequence[Sequence[int]],
-    train_labels: Sequence[int] | np.ndarray,
-    valid_ids: Sequence[Sequence[int]],
-    valid_labels: Sequence[int] | np.ndarray,
-    settings: LoopSettings,
-    *,
-    eval_batch_size: int,
-    scratch_dir: str | Path,
-    run_fingerprint: str,
-    keep_checkpoints: int,
-    input_mask_prob: float = 0.0,
+def train_with_trainer(
+    task: MlmTask | ClassifierTask, settings: LoopSettings, checkpoints: CheckpointDir
 ) -> TrainState:
-    """Fine-tune the classifier with the Trainer; evaluate each epoch, keep the best."""
-    noise = (input_mask_prob, tokenizer.mask_token_id, sorted(set(tokenizer.all_special_ids)))
+    """Train the task's model with the Trainer: the classifier with evaluation each epoch and
+    the best epoch kept, the masked LM with the standard MLM collator (80/10/10 masking drawn
+    from the global RNG, which the Trainer's checkpoints save and restore)."""
+    tokenizer = task.tokenizer
+    if isinstance(task, MlmTask):
+        collator: Any = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=task.mask_prob)
+        train_dataset, eval_dataset, eval_batch_size = TokenDataset(task.ids), None, None
+    else:
+        noise = (task.input_mask_prob, tokenizer.mask_token_id, sorted(set(tokenizer.all_special_ids)))
+        collator = DataCollatorWithPadding(tokenizer)
+        train_dataset = TokenDataset(task.train_ids, task.labels.numpy(), noise)
+        eval_dataset = TokenDataset(task.valid_ids, task.valid_labels)
+        eval_batch_size = task.eval_batch_size
     args = training_arguments(
-        Path(scratch_dir) / HF_SUBDIR,
+        checkpoints.root / HF_SUBDIR,
         settings,
-        train_rows=len(train_ids),
-        keep_checkpoints=keep_checkpoints,
+        train_rows=len(train_dataset),
+        keep_checkpoints=checkpoints.keep,
         eval_batch_size=eval_batch_size,
     )
     return _train(
-        model,
+        task.model,
         args,
         tokenizer=tokenizer,
-        collator=DataCollatorWithPadding(tokenizer),
-        train_dataset=TokenDataset(train_ids, train_labels, noise),
-        eval_dataset=TokenDataset(valid_ids, valid_labels),
+        collator=collator,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         settings=settings,
-        run_fingerprint=run_fingerprint,
-    )
-
-
-def train_mlm(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    ids: Sequence[Sequence[int]],
-    settings: LoopSettings,
-    *,
-    mask_prob: float,
-    scratch_dir: str | Path,
-    run_fingerprint: str,
-    keep_checkpoints: int,
-) -> TrainState:
-    """Masked-LM training with the Trainer and the standard MLM collator (80/10/10 masking
-    drawn from the global RNG, which the Trainer's checkpoints save and restore)."""
-    args = training_arguments(
-        Path(scratch_dir) / HF_SUBDIR, settings, train_rows=len(ids), keep_checkpoints=keep_checkpoints
-    )
-    return _train(
-        model,
-        args,
-        tokenizer=tokenizer,
-        collator=DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mask_prob),
-        train_dataset=TokenDataset(ids),
-        eval_dataset=None,
-        settings=settings,
-        run_fingerprint=run_fingerprint,
+        run_fingerprint=checkpoints.fingerprint,
     )

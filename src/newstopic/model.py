@@ -27,7 +27,8 @@ from newstopic import NUM_LABELS
 class NewsTopicConfig(PretrainedConfig):
     model_type = "newstopic"
 
-    def __init__(
+    # A Hugging Face config takes its fields (what config.json holds) as arguments.
+    def __init__(  # noqa: PLR0913
         self,
         encoder: dict[str, Any] | None = None,
         pooling: str = "mean",

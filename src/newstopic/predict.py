@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -16,21 +16,9 @@ from transformers import PreTrainedTokenizerBase
 from newstopic.atomic import atomic_path
 from newstopic.data import encode, length_grouped_batches, pad_batch
 from newstopic.errors import InputError
-from newstopic.preprocess import PROB_COLUMNS
+from newstopic.formats import PROBS_SCHEMA, probs_frame
 
 log = logging.getLogger("newstopic")
-
-PROBS_SCHEMA = pa.schema(
-    [("index", pa.int64())] + [(c, pa.float32()) for c in PROB_COLUMNS] + [("topic_idx", pa.int64())]
-)
-
-
-def probs_frame(index: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """Rows of PROBS_SCHEMA: index, prob_0..prob_6 and the argmax class."""
-    frame = pd.DataFrame(probs, columns=PROB_COLUMNS)
-    frame.insert(0, "index", index)
-    frame["topic_idx"] = probs.argmax(1)
-    return frame
 
 
 @torch.inference_mode()
@@ -97,25 +85,27 @@ def predict_model_dir(
     probs_path: str | Path,
     submission_path: str | Path,
     *,
-    max_length: int,
-    batch_size: int,
-    read_batch_rows: int,
-    device: str = "cpu",
+    settings: dict[str, Any],
+    threads: int = 1,
 ) -> int:
-    """The predict stage: load a saved classifier (and its tokenizer) and predict the test set."""
+    """The predict stage: load a saved classifier (and its tokenizer) and predict the test set.
+    `settings`: max_length, batch_size, read_batch_rows (config `predict`) and device."""
+    from newstopic.device import resolve_device
     from newstopic.model import NewsTopicClassifier
     from newstopic.tokenization import load_tokenizer
-    from newstopic.training import resolve_device
 
+    torch.set_num_threads(threads)
     tokenizer = load_tokenizer(model_dir)
-    model = NewsTopicClassifier.from_pretrained(model_dir).to(resolve_device(device))
-    return predict_parquet(
+    model = NewsTopicClassifier.from_pretrained(model_dir).to(resolve_device(settings["device"]))
+    n = predict_parquet(
         model,
         tokenizer,
         test_path,
         probs_path,
         submission_path,
-        max_length=max_length,
-        batch_size=batch_size,
-        read_batch_rows=read_batch_rows,
+        max_length=settings["max_length"],
+        batch_size=settings["batch_size"],
+        read_batch_rows=settings["read_batch_rows"],
     )
+    log.info("predicted %d test rows", n)
+    return n

@@ -1,6 +1,5 @@
-"""Raw Dacon CSV -> validated, cleaned parquet with a fixed Arrow schema.
+"""Raw Dacon CSV -> validated, cleaned parquet splits (schemas in newstopic.formats).
 
-Train/valid rows: index, title, title_raw, topic_idx. Test rows: index, title, title_raw.
 Every problem with the input is reported as one line naming the file and the row.
 """
 
@@ -8,32 +7,23 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from newstopic import NUM_LABELS
-from newstopic.atomic import atomic_path
 from newstopic.errors import InputError
+from newstopic.formats import LABELED_SCHEMA, UNLABELED_SCHEMA, write_parquet
 
-LABELED_SCHEMA = pa.schema(
-    [
-        ("index", pa.int64()),
-        ("title", pa.string()),
-        ("title_raw", pa.string()),
-        ("topic_idx", pa.int64()),
-    ]
-)
-# Soft pseudo-labels: also the teachers' class probabilities, which retraining fits.
-PROB_COLUMNS = [f"prob_{i}" for i in range(NUM_LABELS)]
-SOFT_LABELED_SCHEMA = pa.schema([*LABELED_SCHEMA, *(pa.field(c, pa.float64()) for c in PROB_COLUMNS)])
-UNLABELED_SCHEMA = pa.schema([("index", pa.int64()), ("title", pa.string()), ("title_raw", pa.string())])
 TRAIN_COLUMNS = ["index", "title", "topic_idx"]
 TEST_COLUMNS = ["index", "title"]
+
+log = logging.getLogger("newstopic")
 
 _SPACES = re.compile(r"\s+")
 
@@ -97,19 +87,7 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[list[str]], list[i
     return header, rows, lines
 
 
-def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
-    """Read and validate a Dacon CSV; return columns index (int), title (str)[, topic_idx (int)].
-
-    Accepted: a UTF-8 byte-order mark, CRLF line ends, blank lines, quoted titles (with
-    commas, quotes or line breaks), any column order. A title is text: the word "NaN" is
-    a title like any other; an empty (or whitespace-only) title is an error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    text = _decode(path)
-    required = TRAIN_COLUMNS if labeled else TEST_COLUMNS
-    header, rows, lines = _csv_rows(path, text)
+def _check_header(path: Path, header: list[str], has_rows: bool, required: list[str]) -> None:
     if len(header) == 1 and any(d in header[0] for d in ";\t|"):
         raise InputError(
             f"{path}: header {header[0]!r} is not comma-separated (expected columns {','.join(required)})"
@@ -122,36 +100,57 @@ def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
         raise InputError(f"{path}: unexpected column {extra[0]!r} (expected exactly {','.join(required)})")
     if len(set(header)) != len(header):
         raise InputError(f"{path}: a column name appears twice (header: {','.join(header)})")
-    if not rows:
+    if not has_rows:
         raise InputError(f"{path}: no data rows (header only)")
+
+
+def _first(mask: pd.Series | np.ndarray) -> int | None:
+    """Position of the first True, or None."""
+    hits = np.flatnonzero(np.asarray(mask))
+    return int(hits[0]) if hits.size else None
+
+
+def _integers(raw: pd.Series) -> tuple[pd.Series, int | None]:
+    """`raw` strings as numbers, and the position of the first that is not an integer."""
+    raw = raw.str.strip()
+    values = pd.to_numeric(raw, errors="coerce")
+    return values, _first(values.isna().to_numpy() | (values % 1 != 0).to_numpy())
+
+
+def read_raw_csv(path: str | Path, labeled: bool) -> pd.DataFrame:
+    """Read and validate a Dacon CSV; return columns index (int), title (str)[, topic_idx (int)].
+
+    Accepted: a UTF-8 byte-order mark, CRLF line ends, blank lines, quoted titles (with
+    commas, quotes or line breaks), any column order. A title is text: the word "NaN" is
+    a title like any other; an empty (or whitespace-only) title is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    required = TRAIN_COLUMNS if labeled else TEST_COLUMNS
+    header, rows, lines = _csv_rows(path, _decode(path))
+    _check_header(path, header, bool(rows), required)
     df = pd.DataFrame(rows, columns=header, dtype=object)
 
-    def row_name(i: int) -> str:
-        return f"row {i + 1} (line {lines[i]}, index={df['index'].iat[i]!r})"
+    def fail(i: int, what: str) -> InputError:
+        return InputError(f"{path}: row {i + 1} (line {lines[i]}, index={df['index'].iat[i]!r}): {what}")
 
-    index = pd.to_numeric(df["index"].str.strip(), errors="coerce")
-    bad = np.flatnonzero(index.isna().to_numpy() | (index % 1 != 0).to_numpy())
-    if bad.size:
-        raise InputError(f"{path}: {row_name(bad[0])}: index {df['index'].iat[bad[0]]!r} is not an integer")
+    index, bad = _integers(df["index"])
+    if bad is not None:
+        raise fail(bad, f"index {df['index'].iat[bad]!r} is not an integer")
     index = index.astype(np.int64)
-    dup = np.flatnonzero(index.duplicated().to_numpy())
-    if dup.size:
-        raise InputError(f"{path}: {row_name(dup[0])}: duplicate index {index.iat[dup[0]]}")
-    empty = np.flatnonzero(df["title"].str.strip().eq("").to_numpy())
-    if empty.size:
-        raise InputError(f"{path}: {row_name(empty[0])}: empty title")
+    if (dup := _first(index.duplicated())) is not None:
+        raise fail(dup, f"duplicate index {index.iat[dup]}")
+    if (empty := _first(df["title"].str.strip().eq(""))) is not None:
+        raise fail(empty, "empty title")
     out = pd.DataFrame({"index": index.to_numpy(), "title": df["title"].to_numpy()})
     if labeled:
-        raw = df["topic_idx"].str.strip()
-        label = pd.to_numeric(raw, errors="coerce")
-        not_int = np.flatnonzero(label.isna().to_numpy() | (label % 1 != 0).to_numpy())
-        if not_int.size:
-            i = not_int[0]
-            raise InputError(f"{path}: {row_name(i)}: topic_idx {raw.iat[i]!r} is not an integer")
-        out_of_range = np.flatnonzero(~label.between(0, NUM_LABELS - 1).to_numpy())
-        if out_of_range.size:
-            i = out_of_range[0]
-            raise InputError(f"{path}: {row_name(i)}: topic_idx {raw.iat[i]} is outside 0..{NUM_LABELS - 1}")
+        label, bad = _integers(df["topic_idx"])
+        if bad is not None:
+            raise fail(bad, f"topic_idx {df['topic_idx'].iat[bad].strip()!r} is not an integer")
+        if (out_of_range := _first(~label.between(0, NUM_LABELS - 1))) is not None:
+            raw = df["topic_idx"].iat[out_of_range].strip()
+            raise fail(out_of_range, f"topic_idx {raw} is outside 0..{NUM_LABELS - 1}")
         out["topic_idx"] = label.astype(np.int64).to_numpy()
     return out
 
@@ -177,59 +176,16 @@ def sample_per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path, schema: pa.Schema) -> None:
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_split(path: str | Path, labeled: bool) -> pd.DataFrame:
-    """Read a preprocessed parquet split, checking it has the expected schema."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable parquet file ({exc})") from None
-    schema = LABELED_SCHEMA if labeled else UNLABELED_SCHEMA
-    missing = [f.name for f in schema if f.name not in table.column_names]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r}")
-    return table.select(schema.names).to_pandas()
-
-
-def read_soft_targets(path: str | Path) -> np.ndarray | None:
-    """The prob_* columns of a labeled split (soft pseudo-labels) as float32 [rows, classes],
-    checked to be class probabilities; None when it has hard labels only."""
-    table = pq.read_table(path)
-    if not set(PROB_COLUMNS) <= set(table.column_names):
-        return None
-    targets = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in PROB_COLUMNS])
-    ok = np.isfinite(targets).all(1) & (targets >= 0).all(1) & (np.abs(targets.sum(1) - 1) < 1e-3)
-    if not ok.all():
-        row = int(np.flatnonzero(~ok)[0])
-        raise InputError(
-            f"{path}: row {row} (index {table.column('index')[row].as_py()}): "
-            "prob_* are not class probabilities summing to 1"
-        )
-    return targets.astype(np.float32)
-
-
 def preprocess(
     train_csv: str | Path,
     test_csv: str | Path,
-    out_train: str | Path,
-    out_valid: str | Path,
-    out_test: str | Path,
+    outputs: Mapping[str, str | Path],
     *,
-    valid_fraction: float,
+    section: Mapping[str, Any],
     seed: int,
-    remove_pattern: str | None,
-    per_class: int | None = None,
-    test_sample: int | None = None,
 ) -> dict[str, int]:
-    """Validate both CSVs, clean titles, split train stratified, write three parquet files.
+    """Validate both CSVs, clean titles, split train stratified, write the `outputs`
+    train, valid and test parquet files. `section` is the config's `preprocess`.
 
     Nothing is written unless both inputs are valid.
     """
@@ -238,18 +194,20 @@ def preprocess(
     overlap = np.intersect1d(train["index"], test["index"])
     if overlap.size:
         raise InputError(f"{test_csv}: index {overlap[0]} also appears in {train_csv}")
-    pattern = re.compile(remove_pattern) if remove_pattern else None
+    pattern = re.compile(section["remove_pattern"]) if section["remove_pattern"] else None
     for df in (train, test):
         df["title_raw"] = df["title"]
         df["title"] = [clean_title(t, pattern) for t in df["title_raw"]]
     labels = train["topic_idx"].to_numpy()
-    if per_class:
-        train = train.iloc[sample_per_class(labels, per_class, seed)].reset_index(drop=True)
+    if section["sample_per_class"]:
+        train = train.iloc[sample_per_class(labels, section["sample_per_class"], seed)].reset_index(drop=True)
         labels = train["topic_idx"].to_numpy()
-    if test_sample:
-        test = test.iloc[:test_sample].reset_index(drop=True)
-    tr, va = stratified_split(labels, valid_fraction, seed)
-    write_parquet(train.iloc[tr], out_train, LABELED_SCHEMA)
-    write_parquet(train.iloc[va], out_valid, LABELED_SCHEMA)
-    write_parquet(test, out_test, UNLABELED_SCHEMA)
-    return {"train": len(tr), "valid": len(va), "test": len(test)}
+    if section["test_sample"]:
+        test = test.iloc[: section["test_sample"]].reset_index(drop=True)
+    tr, va = stratified_split(labels, section["valid_fraction"], seed)
+    write_parquet(train.iloc[tr], outputs["train"], LABELED_SCHEMA)
+    write_parquet(train.iloc[va], outputs["valid"], LABELED_SCHEMA)
+    write_parquet(test, outputs["test"], UNLABELED_SCHEMA)
+    counts = {"train": len(tr), "valid": len(va), "test": len(test)}
+    log.info("rows: %s", counts)
+    return counts

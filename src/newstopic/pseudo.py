@@ -8,13 +8,26 @@ knows, not only what it agrees on with the fine-tuned model.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from newstopic import NUM_LABELS
-from newstopic.predict import PROB_COLUMNS, probs_frame
+from newstopic.atomic import write_json
+from newstopic.errors import InputError
+from newstopic.formats import (
+    LABELED_SCHEMA,
+    PROB_COLUMNS,
+    SOFT_LABELED_SCHEMA,
+    probs_frame,
+    read_probs,
+    read_split,
+    write_parquet,
+)
+
+log = logging.getLogger("newstopic")
 
 
 def select_pseudo_labels(
@@ -57,27 +70,8 @@ def select_pseudo_labels(
     return chosen[columns + (PROB_COLUMNS if soft else [])], report
 
 
-def read_probs(path: str) -> pd.DataFrame:
-    """A probabilities parquet (index + prob_* columns), checked."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from newstopic.errors import InputError
-
-    try:
-        probs = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ["index", *PROB_COLUMNS] if c not in probs.columns]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r}")
-    return probs
-
-
 def average_probs(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
     """The teachers' mean class probabilities per test row (rows matched on index)."""
-    from newstopic.errors import InputError
-
     ordered = [f.set_index("index").sort_index() for f in frames]
     for frame, name in zip(ordered[1:], names[1:], strict=True):
         if not frame.index.equals(ordered[0].index):
@@ -92,19 +86,17 @@ def pseudo_label_files(
     rows_path: str,
     report_path: str,
     *,
-    threshold: float,
-    max_per_class: int | None,
-    soft: bool = False,
+    section: dict[str, Any],
 ) -> dict[str, Any]:
     """The pseudo_label stage: average the teachers' test probabilities (one file or several),
-    keep the confident rows; write rows (soft: with their probabilities) + report."""
-    from newstopic.atomic import write_json
-    from newstopic.preprocess import LABELED_SCHEMA, SOFT_LABELED_SCHEMA, read_split, write_parquet
-
+    keep the confident rows; write rows (soft: with their probabilities) + report.
+    `section`: threshold, max_per_class and soft (config `pseudo_label`)."""
+    threshold, max_per_class, soft = section["threshold"], section["max_per_class"], section["soft"]
     probs = average_probs([read_probs(p) for p in probs_paths], list(probs_paths))
     test = read_split(test_path, labeled=False)
     rows, report = select_pseudo_labels(probs, test, threshold, max_per_class, soft)
     report["teachers"] = list(probs_paths)
     write_parquet(rows, rows_path, SOFT_LABELED_SCHEMA if soft else LABELED_SCHEMA)
     write_json(report_path, report)
+    log.info("accepted %d of %d test rows", report["accepted"], report["test_rows"])
     return report

@@ -4,20 +4,12 @@ peak memory per rule from Snakemake's benchmark files."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from newstopic.atomic import write_json, write_text
-
-STAGES = ["baseline", "finetune", "retrain"]
-
-
-def read_benchmark(path: str | Path) -> dict[str, float]:
-    """Wall seconds and peak RSS (MB) of one Snakemake benchmark TSV (last repeat)."""
-    row = pd.read_csv(path, sep="\t").iloc[-1]
-    return {"wall_s": float(row["s"]), "max_rss_mb": float(row["max_rss"])}
+from newstopic.formats import read_benchmark
 
 
 def build_summary(
@@ -69,4 +61,5 @@ def write_summary(
     summary = build_summary(metrics_files, benchmark_files, pseudo_report)
     write_json(json_path, summary)
     write_text(md_path, summary_markdown(summary))
+    logging.getLogger("newstopic").info("summary: %s", summary["stages"])
     return summary

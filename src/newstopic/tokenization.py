@@ -4,6 +4,7 @@ with save_pretrained, so later rules load them the same way."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -129,9 +130,9 @@ def build_and_save_tokenizer(
 ) -> int:
     """The build_tokenizer stage: build the configured tokenizer (training it on the titles
     of `text_files` when source is 'train') and save it; returns its vocabulary size."""
-    from newstopic.preprocess import read_split
+    from newstopic.formats import read_titles
 
-    texts = (t for f in text_files for t in read_split(f, labeled=False)["title"])
-    tokenizer = build_tokenizer(tok_cfg, model_cfg, texts)
+    tokenizer = build_tokenizer(tok_cfg, model_cfg, read_titles(text_files))
     save_tokenizer(tokenizer, out_dir)
+    logging.getLogger("newstopic").info("tokenizer with %d tokens written to %s", len(tokenizer), out_dir)
     return len(tokenizer)

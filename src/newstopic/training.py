@@ -4,9 +4,9 @@ One loop, read top to bottom: AdamW, linear warmup + linear decay, gradient clip
 length-grouped batches, evaluation at the end of every epoch, best model kept, and a
 resumable checkpoint every N steps (and at each epoch end and on SIGTERM/SIGUSR1).
 
-With several processes (newstopic.distributed) each rank takes its rows of the same global
-batch, DistributedDataParallel averages the gradients, and rank 0 evaluates and writes the
-checkpoints: the loss curve is that of one process with the same global batch.
+With several processes (newstopic.distributed.Ranks) each rank takes its rows of the same
+global batch, DistributedDataParallel averages the gradients, and rank 0 evaluates and writes
+the checkpoints: the loss curve is that of one process with the same global batch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,69 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from newstopic import distributed
 from newstopic.checkpoint import CheckpointDir, TrainState
 from newstopic.data import length_grouped_batches
+from newstopic.device import autocast, describe, resolve_device
+from newstopic.distributed import Ranks
 from newstopic.errors import TrainingInterrupted
 
 log = logging.getLogger("newstopic")
+
+# (model, batch) -> (sum of the per-item losses, number of items)
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
+
+
+@dataclass
+class Task:
+    """What the loop trains: a model, the token count of each training row (batches group
+    similar lengths), and how to build, score and evaluate batches.
+
+    `make_batch(rows, step)` builds the batch of the given row positions (it may use `step`
+    to seed per-step randomness such as MLM masks), every tensor with one row per position;
+    `loss_fn(model, batch)` returns (the sum of the per-item losses, the number of items),
+    items being rows or masked tokens; the loss is their mean over the global batch.
+    `evaluate(model)` returns metrics, the loop's `metric` among them (higher is better).
+    """
+
+    model: torch.nn.Module
+    lengths: np.ndarray
+    make_batch: Callable[[np.ndarray, int], dict[str, torch.Tensor]]
+    loss_fn: LossFn
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+
+
+@dataclass
+class LoopSettings:
+    epochs: float
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float
+    seed: int
+    checkpoint_every: int = 50
+    log_every: int = 20
+    head_lr: float | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], runtime: Mapping[str, Any], seed: int) -> LoopSettings:
+        """A stage's section of the config (mlm, finetune, retrain) and `runtime`."""
+        return cls(
+            epochs=section["epochs"],
+            batch_size=section["batch_size"],
+            lr=section["lr"],
+            head_lr=section.get("head_lr"),
+            weight_decay=section["weight_decay"],
+            warmup_ratio=section["warmup_ratio"],
+            max_grad_norm=section["max_grad_norm"],
+            seed=seed,
+            checkpoint_every=runtime["checkpoint_every"],
+            log_every=runtime["log_every"],
+            device=runtime["device"],
+            precision=runtime["precision"],
+        )
 
 
 class StopRequest:
@@ -51,36 +108,33 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def __bool__(self) -> bool:
-        return self.signal is not None
+
+class Progress:
+    """The log line every `log_every` steps: running mean loss, learning rate, speed and the
+    time the stage still needs (evaluations included, at this run's pace)."""
+
+    def __init__(self, total_steps: int, log_every: int, first_step: int) -> None:
+        self.total_steps, self.log_every = total_steps, log_every
+        self.first_step, self.start = first_step, time.perf_counter()
+        self.loss_sum, self.losses = 0.0, 0
+
+    def update(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        self.loss_sum += loss
+        self.losses += 1
+        if step % self.log_every:
+            return
+        rate = (step - self.first_step) / max(time.perf_counter() - self.start, 1e-9)
+        left = (self.total_steps - step) / rate
+        log.info(
+            "step %d/%d epoch %d loss %.4f lr %.2e (%.2f steps/s, %s left)",
+            *(step, self.total_steps, epoch, self.loss_sum / self.losses, lr, rate, _duration(left)),
+        )
+        self.loss_sum, self.losses = 0.0, 0
 
 
-@dataclass
-class LoopSettings:
-    epochs: float
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_ratio: float
-    max_grad_norm: float
-    seed: int
-    checkpoint_every: int = 50
-    log_every: int = 20
-    head_lr: float | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' = the GPU when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """bf16 autocast (matmuls in bfloat16 on GPUs and on CPUs with AMX/AVX512-BF16)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(round(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{sec:02d}s"
 
 
 def param_groups(
@@ -109,10 +163,6 @@ def param_groups(
     ]
 
 
-# (model, batch) -> (sum of the per-item losses, number of items)
-LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
-
-
 class _WithLoss(torch.nn.Module):
     """The model and its loss as one module, so DistributedDataParallel sees the forward pass."""
 
@@ -126,140 +176,146 @@ class _WithLoss(torch.nn.Module):
 
 
 def train(
-    model: torch.nn.Module,
-    lengths: np.ndarray,
-    make_batch: Callable[[np.ndarray, int], dict[str, torch.Tensor]],
-    loss_fn: LossFn,
-    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None,
-    settings: LoopSettings,
-    checkpoints: CheckpointDir,
-    metric: str = "valid_accuracy",
+    task: Task, settings: LoopSettings, checkpoints: CheckpointDir, metric: str = "valid_accuracy"
 ) -> TrainState:
-    """Train `model` in place; return the final state (with the per-epoch history).
-
-    `make_batch(rows, step)` builds the batch of the given row positions (it may use `step`
-    to seed per-step randomness such as MLM masks), every tensor with one row per position;
-    `loss_fn(model, batch)` returns (the sum of the per-item losses, the number of items),
-    items being rows or masked tokens; the loss is their mean over the global batch.
-    `evaluate(model)` returns metrics, `metric` among them (higher is better). On return
-    the model holds the best weights (or the last, without `evaluate`).
-    """
-    s = settings
-    world, main = distributed.world_size(), distributed.is_main()
-    dev = distributed.local_device(resolve_device(s.device))  # with several GPUs: this rank's
-    torch.manual_seed(s.seed + distributed.rank())  # dropout noise differs between ranks
-    model.to(dev)
-    where = f"{dev} ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else str(dev)
-    log.info("training on %s, %s, %d process(es)", where, s.precision, world)
-    steps_per_epoch = len(length_grouped_batches(lengths, s.batch_size, s.seed, 0))
+    """Train `task.model` in place; return the final state (with the per-epoch history).
+    On return the model holds the best weights by `metric` (or the last, without evaluate)."""
+    s, model = settings, task.model
+    ranks = Ranks(resolve_device(s.device))
+    ranks.seed(s.seed)
+    model.to(ranks.device)
+    log.info("training on %s, %s, %d process(es)", describe(ranks.device), s.precision, ranks.world)
+    steps_per_epoch = len(length_grouped_batches(task.lengths, s.batch_size, s.seed, 0))
     total_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, s.lr, s.weight_decay, s.head_lr), lr=s.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total_steps), total_steps)
+    state = resume_or_start(checkpoints, model, optimizer, scheduler, ranks, s.seed)
+    resumed = f"resumed at step {state.step} of {total_steps} from {checkpoints.root}"
+    log.info(
+        resumed if state.step else f"starting at step 0 of {total_steps} ({steps_per_epoch} steps per epoch)"
+    )
+    step_model = ranks.wrap(_WithLoss(model, task.loss_fn))
+    progress = Progress(total_steps, s.log_every, state.step)
 
-    state = checkpoints.resume(model, optimizer, scheduler)
-    distributed.barrier()  # every rank has read the checkpoint before rank 0 changes anything
-    if state is None:
-        if main:
-            checkpoints.clear()  # stale state of another run, if any
-        state = TrainState()
-        log.info("starting at step 0 of %d (%d steps per epoch)", total_steps, steps_per_epoch)
-    else:
-        log.info("resumed at step %d of %d from %s", state.step, total_steps, checkpoints.root)
-        if world > 1:  # the checkpoint holds rank 0's RNG state only
-            torch.manual_seed(s.seed + distributed.rank() + world * state.step)
-    step_model: torch.nn.Module = _WithLoss(model, loss_fn)
-    if world > 1:
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            step_model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
+    def checkpoint() -> None:
+        ranks.on_main(checkpoints.save, model, optimizer, scheduler, state)
 
-    def save() -> None:
-        if main:
-            checkpoints.save(model, optimizer, scheduler, state)
-
-    def interrupted(signum: int) -> TrainingInterrupted:
-        name = signal.Signals(signum).name
+    def stopped(signum: int) -> TrainingInterrupted:
+        ranks.barrier()  # no rank exits (and takes the others down) mid-save
         return TrainingInterrupted(
-            f"{name} received: stopped at step {state.step} of {total_steps} with a checkpoint "
-            f"in {checkpoints.root}; rerun to resume",
+            f"{signal.Signals(signum).name} received: stopped at step {state.step} of {total_steps} "
+            f"with a checkpoint in {checkpoints.root}; rerun to resume",
             signum,
         )
 
     t0 = time.perf_counter() - state.train_seconds
-    running_loss, running_n = 0.0, 0
     with StopRequest() as stop:
         # history holds one record per finished (evaluated) epoch, so a run stopped after
         # an epoch's last step but before its evaluation evaluates it on resume.
         for epoch in range(len(state.history), math.ceil(total_steps / steps_per_epoch)):
-            batches = length_grouped_batches(lengths, s.batch_size, s.seed, epoch)
-            first = state.step - epoch * steps_per_epoch
-            last = min(len(batches), total_steps - epoch * steps_per_epoch)
             model.train()
-            for rows in batches[first:last]:
-                batch = make_batch(rows, state.step)  # the global batch, the same on every rank
-                local, weight = distributed.shard(batch, len(rows))
-                with autocast(dev, s.precision):
-                    loss_sum, items = step_model({k: v.to(dev) for k, v in local.items()})
-                (total_items,) = distributed.all_reduce_sum([items * weight], dev)
-                loss = loss_sum * weight / max(total_items, 1)  # this rank's share of the mean
-                # DistributedDataParallel averages gradients over ranks; x world makes it the sum.
-                (loss * world).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            for rows in epoch_batches(task.lengths, s, epoch, state.step, total_steps):
+                batch = task.make_batch(rows, state.step)  # the global batch, the same on every rank
+                loss = forward_backward(step_model, batch, len(rows), ranks, s.precision)
+                optimizer_step(model, optimizer, scheduler, s.max_grad_norm)
                 state.step += 1
-                (loss_value,) = distributed.all_reduce_sum([loss.item()], dev)
-                stop_signal = distributed.any_signal(stop.signal, dev)  # all ranks stop together
-                running_loss += loss_value
-                running_n += 1
-                state.epoch_loss_sum += loss_value
+                state.epoch_loss_sum += loss
                 state.epoch_batches += 1
-                if state.step % s.log_every == 0:
-                    log.info(
-                        "step %d/%d epoch %d loss %.4f lr %.2e",
-                        state.step,
-                        total_steps,
-                        epoch,
-                        running_loss / running_n,
-                        scheduler.get_last_lr()[0],
-                    )
-                    running_loss, running_n = 0.0, 0
+                progress.update(state.step, epoch, loss, scheduler.get_last_lr()[0])
                 state.train_seconds = time.perf_counter() - t0
-                if stop_signal or state.step % s.checkpoint_every == 0:
-                    save()
-                if stop_signal:
-                    distributed.barrier()  # no rank exits (and takes the others down) mid-save
-                    raise interrupted(stop_signal)
+                signum = ranks.any_signal(stop.signal)  # all ranks stop together
+                if signum or state.step % s.checkpoint_every == 0:
+                    checkpoint()
+                if signum:
+                    raise stopped(signum)
 
-            # End of an epoch (or of the last, partial one): evaluate, keep the best.
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": state.step,
-                "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1),
-            }
-            state.epoch_loss_sum, state.epoch_batches = 0.0, 0
-            if evaluate is not None:
-                # Rank 0 evaluates; the others take its figures so that all agree on the best.
-                record.update(distributed.broadcast(evaluate(model) if main else None))
-                if state.best_metric is None or record[metric] > state.best_metric:
-                    state.best_metric, state.best_step = record[metric], state.step
-                    if main:
-                        checkpoints.save_best(model, state.step, record[metric])
-                log.info(
-                    "epoch %d: %s",
-                    epoch + 1,
-                    " ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)),
-                )
-            state.history.append(record)
+            end_of_epoch(task, state, epoch, ranks, checkpoints, metric)
             state.train_seconds = time.perf_counter() - t0
-            save()
-            stop_signal = distributed.any_signal(stop.signal, dev)
-            if stop_signal and state.step < total_steps:  # the signal came during the evaluation
-                distributed.barrier()
-                raise interrupted(stop_signal)
+            checkpoint()
+            signum = ranks.any_signal(stop.signal)
+            if signum and state.step < total_steps:  # the signal came during the evaluation
+                raise stopped(signum)
 
-    distributed.barrier()  # rank 0's last checkpoint and best model are on disk
-    if evaluate is not None:
+    ranks.barrier()  # rank 0's last checkpoint and best model are on disk
+    if task.evaluate is not None:
         checkpoints.load_best(model, state.best_step)
     return state
+
+
+def resume_or_start(
+    checkpoints: CheckpointDir,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ranks: Ranks,
+    seed: int,
+) -> TrainState:
+    """The state of the newest good checkpoint of this run (loaded into model, optimizer,
+    scheduler and RNG), or a fresh state with the scratch directory cleared."""
+    state = checkpoints.resume(model, optimizer, scheduler)
+    ranks.barrier()  # every rank has read the checkpoint before rank 0 changes anything
+    if state is None:
+        ranks.on_main(checkpoints.clear)  # stale state of another run, if any
+        return TrainState()
+    if ranks.world > 1:
+        ranks.seed(seed, state.step)
+    return state
+
+
+def epoch_batches(
+    lengths: np.ndarray, s: LoopSettings, epoch: int, step: int, total_steps: int
+) -> list[np.ndarray]:
+    """The batches of `epoch` still to train from global step `step`: a pure function of
+    (seed, epoch), so resuming mid-epoch replays nothing and skips nothing."""
+    batches = length_grouped_batches(lengths, s.batch_size, s.seed, epoch)
+    done = epoch * len(batches)
+    return batches[step - done : total_steps - done]
+
+
+def forward_backward(
+    step_model: torch.nn.Module, batch: dict[str, torch.Tensor], n_rows: int, ranks: Ranks, precision: str
+) -> float:
+    """Forward and backward on this rank's rows of the global batch; returns the batch's
+    mean loss over all ranks."""
+    local, weight = ranks.shard(batch, n_rows)
+    with autocast(ranks.device, precision):
+        loss_sum, items = step_model({k: v.to(ranks.device) for k, v in local.items()})
+    (total_items,) = ranks.sum([items * weight])
+    loss = loss_sum * weight / max(total_items, 1)  # this rank's share of the mean
+    # DistributedDataParallel averages gradients over ranks; x world makes it the sum.
+    (loss * ranks.world).backward()
+    (mean,) = ranks.sum([loss.item()])
+    return mean
+
+
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    max_grad_norm: float,
+) -> None:
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def end_of_epoch(
+    task: Task, state: TrainState, epoch: int, ranks: Ranks, checkpoints: CheckpointDir, metric: str
+) -> None:
+    """Close the epoch's record: mean training loss and, with `task.evaluate`, the valid
+    metrics (rank 0 evaluates, every rank takes its figures) and the best model kept."""
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": state.step,
+        "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1),
+    }
+    state.epoch_loss_sum, state.epoch_batches = 0.0, 0
+    if task.evaluate is not None:
+        record.update(ranks.from_main(lambda: task.evaluate(task.model)))
+        if state.best_metric is None or record[metric] > state.best_metric:
+            state.best_metric, state.best_step = record[metric], state.step
+            ranks.on_main(checkpoints.save_best, task.model, state.step, record[metric])
+        scores = " ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
+        log.info("epoch %d: %s", epoch + 1, scores)
+    state.history.append(record)

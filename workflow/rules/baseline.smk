@@ -14,8 +14,6 @@ rule baseline:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        ngram_max=config["baseline"]["ngram_max"],
-        c=config["baseline"]["c"],
-        analyzer=config["baseline"]["analyzer"],
+        baseline=config["baseline"],
     script:
         "../../scripts/baseline.py"

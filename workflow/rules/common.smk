@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 from newstopic.config import validate_config
 from newstopic.resources import job_resources
@@ -58,13 +59,21 @@ def resources_of(rule_name):
 
 def runtime_params():
     rt = config["runtime"]
-    return dict(
-        checkpoint_every=rt["checkpoint_every"],
-        keep_checkpoints=rt["keep_checkpoints"],
-        log_every=rt["log_every"],
-        device=rt["device"],
-        precision=rt["precision"],
-    )
+    keys = ["checkpoint_every", "keep_checkpoints", "log_every", "device", "precision"]
+    return {key: rt[key] for key in keys}
+
+
+def training_settings(section, engine=None):
+    """The config sections a training rule's stage uses (newstopic.stages.run_stage): its own
+    (mlm, finetune or retrain) as `train`, and what every stage shares."""
+    return {
+        "train": config[section],
+        "model": config["model"],
+        "runtime": runtime_params(),
+        "max_length": config["tokenizer"]["max_length"],
+        "seed": config["seed"],
+        "engine": engine or config["engine"],
+    }
 
 
 def mlm_text_files():
@@ -96,14 +105,39 @@ def summary_stages():
     return stages + (["retrain"] if config["pseudo_label"]["enabled"] else [])
 
 
-def benchmarked_rules():
-    """Benchmark files (benchmarks/<name>.tsv) of the rules this configuration runs."""
-    names = ["preprocess", "build_tokenizer", "baseline"]
-    names += ["mlm_pretrain"] if config["mlm"]["enabled"] else []
-    names += ["finetune", "predict_finetune"]
+def benchmarked_rules(wildcards=None):
+    """{name: benchmark file} of the rules in this configuration's DAG that have one, in the
+    order they run: the producers of the summary's inputs and the submission, and, following
+    their inputs back, of everything those need. (An input function: it runs once every rule
+    is defined.)"""
+    found, seen = {}, set()
+
+    def visit(path):
+        for producer in workflow.rules:
+            for out in producer.output:
+                match = out.match(path)
+                if match is None or (producer.name, path) in seen:
+                    continue
+                seen.add((producer.name, path))
+                wildcards = match.groupdict()
+                for need in producer.input:
+                    if not need.is_callable():
+                        visit(str(need.apply_wildcards(wildcards)))
+                if producer.benchmark:
+                    bench = str(producer.benchmark.apply_wildcards(wildcards))
+                    found[Path(bench).stem] = bench
+
+    for path in summary_inputs() + [f"{RESULTS}/submission.csv"]:
+        visit(path)
+    return found
+
+
+def summary_inputs():
+    """Metrics of every stage and the pseudo-label report: what the run summary reads."""
+    files = [f"{RESULTS}/{stage}/metrics.json" for stage in summary_stages()]
     if config["pseudo_label"]["enabled"]:
-        names += ["pseudo_label", "retrain", "predict_retrain"]
-    return names
+        files.append(f"{RESULTS}/pseudo_label/report.json")
+    return files
 
 
 def final_targets():

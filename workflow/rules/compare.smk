@@ -12,7 +12,7 @@ include: "compare_common.smk"
 
 rule mlm_engine:
     input:
-        texts=mlm_text_files(),
+        train=mlm_text_files(),
         tokenizer=f"{RESULTS}/tokenizer",
     output:
         model=directory(f"{RESULTS}/compare_engines/{{engine}}/mlm/model"),
@@ -28,15 +28,11 @@ rule mlm_engine:
     resources:
         **resources_of("mlm_pretrain"),
     params:
-        **runtime_params(),
-        model=config["model"],
-        mlm=config["mlm"],
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        engine=lambda wildcards: wildcards.engine,
+        settings=lambda wildcards: training_settings("mlm", wildcards.engine),
+        encoder=None,
         scratch=lambda wildcards: scratch(f"compare_engines/mlm_{wildcards.engine}"),
     script:
-        "../../scripts/mlm_pretrain.py"
+        "../../scripts/train_engine.py"
 
 
 rule finetune_engine:
@@ -59,18 +55,13 @@ rule finetune_engine:
     resources:
         **resources_of("finetune"),
     params:
-        **runtime_params(),
+        settings=lambda wildcards: training_settings("finetune", wildcards.engine),
         encoder=encoder_param,
-        model=config["model"],
-        train=config["finetune"],
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        engine=lambda wildcards: wildcards.engine,
         scratch=lambda wildcards: scratch(
             f"compare_engines/finetune_{wildcards.engine}"
         ),
     script:
-        "../../scripts/finetune.py"
+        "../../scripts/train_engine.py"
 
 
 rule compare_engines:
@@ -93,12 +84,14 @@ rule compare_engines:
     params:
         runs=compare_runs(),
         epochs=compare_epochs(),
-        batch_sizes={
-            "mlm": config["mlm"]["batch_size"],
-            "finetune": config["finetune"]["batch_size"],
+        work={
+            "batch_sizes": {
+                "mlm": config["mlm"]["batch_size"],
+                "finetune": config["finetune"]["batch_size"],
+            },
+            "max_length": config["tokenizer"]["max_length"],
+            "seed": config["seed"],
+            "mask_prob": config["mlm"]["mask_prob"],
         },
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        mask_prob=config["mlm"]["mask_prob"],
     script:
         "../../scripts/compare_engines.py"

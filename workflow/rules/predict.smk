@@ -15,10 +15,12 @@ rule predict:
     resources:
         **resources_of("predict"),
     params:
-        max_length=config["tokenizer"]["max_length"],
-        batch_size=config["predict"]["batch_size"],
-        read_batch_rows=config["predict"]["read_batch_rows"],
-        device=config["runtime"]["device"],
+        settings={
+            "max_length": config["tokenizer"]["max_length"],
+            "batch_size": config["predict"]["batch_size"],
+            "read_batch_rows": config["predict"]["read_batch_rows"],
+            "device": config["runtime"]["device"],
+        },
     script:
         "../../scripts/predict.py"
 

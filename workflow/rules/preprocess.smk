@@ -13,10 +13,7 @@ rule preprocess:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        valid_fraction=config["preprocess"]["valid_fraction"],
-        remove_pattern=config["preprocess"]["remove_pattern"],
-        sample_per_class=config["preprocess"]["sample_per_class"],
-        test_sample=config["preprocess"]["test_sample"],
+        preprocess=config["preprocess"],
         seed=config["seed"],
     script:
         "../../scripts/preprocess.py"

@@ -1,6 +1,6 @@
 rule mlm_pretrain:
     input:
-        texts=mlm_text_files(),
+        train=mlm_text_files(),
         tokenizer=f"{RESULTS}/tokenizer",
     output:
         model=directory(f"{RESULTS}/mlm/model"),
@@ -15,12 +15,8 @@ rule mlm_pretrain:
     resources:
         **resources_of("mlm_pretrain"),
     params:
-        **runtime_params(),
-        model=config["model"],
-        mlm=config["mlm"],
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        engine=config["engine"],
+        settings=training_settings("mlm"),
+        encoder=None,
         scratch=scratch("mlm_pretrain"),
     script:
-        "../../scripts/mlm_pretrain.py"
+        "../../scripts/train.py"

@@ -1,7 +1,7 @@
 rule summary:
     input:
         metrics=[f"{RESULTS}/{stage}/metrics.json" for stage in summary_stages()],
-        benchmarks=[f"{BENCHMARKS}/{name}.tsv" for name in benchmarked_rules()],
+        benchmarks=lambda wildcards: list(benchmarked_rules().values()),
         pseudo=(
             [f"{RESULTS}/pseudo_label/report.json"]
             if config["pseudo_label"]["enabled"]
@@ -16,6 +16,6 @@ rule summary:
         "../../envs/newstopic.yaml"
     params:
         stages=summary_stages(),
-        rules=benchmarked_rules(),
+        rules=lambda wildcards: list(benchmarked_rules()),
     script:
         "../../scripts/summary.py"

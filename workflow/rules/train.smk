@@ -17,16 +17,11 @@ rule finetune:
     resources:
         **resources_of("finetune"),
     params:
-        **runtime_params(),
+        settings=training_settings("finetune"),
         encoder=encoder_param,
-        model=config["model"],
-        train=config["finetune"],
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        engine=config["engine"],
         scratch=scratch("finetune"),
     script:
-        "../../scripts/finetune.py"
+        "../../scripts/train.py"
 
 
 rule pseudo_label:
@@ -46,9 +41,10 @@ rule pseudo_label:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        threshold=config["pseudo_label"]["threshold"],
-        max_per_class=config["pseudo_label"]["max_per_class"],
-        soft=config["pseudo_label"]["soft"],
+        pseudo_label={
+            key: config["pseudo_label"][key]
+            for key in ("threshold", "max_per_class", "soft")
+        },
     script:
         "../../scripts/pseudo_label.py"
 
@@ -75,13 +71,8 @@ rule retrain:
     resources:
         **resources_of("retrain"),
     params:
-        **runtime_params(),
+        settings=training_settings("retrain"),
         encoder=encoder_param,
-        model=config["model"],
-        train=config["retrain"],
-        max_length=config["tokenizer"]["max_length"],
-        seed=config["seed"],
-        engine=config["engine"],
         scratch=scratch("retrain"),
     script:
-        "../../scripts/finetune.py"
+        "../../scripts/train.py"

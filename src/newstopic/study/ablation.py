@@ -1,10 +1,14 @@
 """The real-data ablation behind docs/results.md: the full DAG (MLM + pseudo-labels) and the
-same DAG without MLM, each a real Snakemake run, reported side by side with the baseline."""
+same DAG without MLM, each a real Snakemake run, reported side by side with the baseline.
+
+    python -m newstopic.study.ablation --configfile config/dacon.yaml --seeds 1 2 3
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import subprocess
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,9 @@ from typing import Any
 import yaml
 
 from newstopic.atomic import write_text
+from newstopic.config import deep_merge, validate_config
+from newstopic.study.runs import Runner, last_run_wall_s
+from newstopic.study.seed_study import paired_gain, read_seed, run_seed
 
 # Variant name -> config overlay. "mlm" is the config as given (MLM on, pseudo-labels on).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -20,34 +27,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def absolute_data_paths(config_files: list[Path], repo: Path) -> dict[str, Any]:
-    """data.* of the merged config files as absolute paths (runs use another work dir)."""
-    data: dict[str, str] = {}
-    for f in config_files:
-        data.update((yaml.safe_load(f.read_text()) or {}).get("data", {}))
-    return {"data": {k: str((repo / v).resolve()) for k, v in data.items()}}
-
-
 def training_seed(config_files: list[Path]) -> int:
     """The seed the config's own finetune trains under (finetune.seed, else the top-level seed)."""
-    from newstopic.config import deep_merge, validate_config
-
     raw: dict[str, Any] = {}
     for f in config_files:
         raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
     cfg = validate_config(raw, source=" + ".join(f.name for f in config_files))
     return cfg["finetune"]["seed"] if cfg["finetune"]["seed"] is not None else cfg["seed"]
-
-
-def last_run_wall_s(workdir: Path) -> float:
-    """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    for log in reversed(logs):  # a run with nothing to do has no "Elapsed time": the one before
-        for line in reversed(log.read_text().splitlines()):
-            if line.startswith("Elapsed time:"):
-                h, m, sec = line.split(":", 1)[1].strip().split(":")
-                return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
-    raise RuntimeError(f"{workdir}: no finished Snakemake run (no 'Elapsed time' in .snakemake/log)")
 
 
 def read_variant(workdir: Path) -> dict[str, Any]:
@@ -59,36 +45,9 @@ def read_variant(workdir: Path) -> dict[str, Any]:
     return summary
 
 
-def run_variant(
-    repo: Path, workdir: Path, config_files: list[Path], overlay: dict[str, Any], cores: int
-) -> dict[str, Any]:
-    """One real `snakemake` run in `workdir`; returns what read_variant reads from it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    overlay_file = workdir / "overlay.yaml"
-    overlay_file.write_text(yaml.safe_dump(overlay, allow_unicode=True))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(repo / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        str(cores),
-        "--configfile",
-        *map(str, config_files),
-        str(overlay_file),
-    ]
-    subprocess.run(cmd, check=True)
-    return read_variant(workdir)
-
-
 def seeds_markdown(full: dict[str, Any], seeds: dict[int, dict[str, float]], top_seed: int) -> list[str]:
     """The finetune/retrain pair under several training seeds: is each stage's gain bigger
     than the noise of training it?"""
-    from newstopic.seed_study import paired_gain
-
     rows = {top_seed: {s: full["stages"][s]["valid_accuracy"] for s in ("finetune", "retrain")}, **seeds}
     order = sorted(rows)
     base = full["stages"]["baseline"]["valid_accuracy"]
@@ -153,7 +112,7 @@ def results_markdown(
         "# Results on the real data (offline, 2 CPU cores)",
         "",
         "Valid split: a stratified 10% of Dacon's train.csv (the test labels are not public; nothing",
-        "is tuned on the test set). Written by `scripts/ablation.py`; reproduce with:",
+        "is tuned on the test set). Written by `newstopic.study.ablation`; reproduce with:",
         "",
         f"    {command}",
         "",
@@ -212,29 +171,23 @@ def results_markdown(
 
 
 def run_ablation(
-    repo: Path,
-    config_files: list[Path],
+    runner: Runner,
     workdir: Path,
     out: Path,
-    cores: int,
     command: str,
     report_only: bool = False,
     seeds: list[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every variant (or, with report_only, read the finished runs), then finetune and
     retrain again under each extra training seed, and write `out`."""
-    from newstopic.seed_study import read_seed, run_seed
-
-    top_seed = training_seed(config_files)
+    top_seed = training_seed(runner.config_files)
     if top_seed in (seeds or []):
         raise ValueError(f"--seeds {top_seed}: the config's own training seed, which the mlm run trains")
-    data = absolute_data_paths(config_files, repo)
     runs = {}
     for name, overlay in VARIANTS.items():
-        if report_only:
-            runs[name] = read_variant(workdir / name)
-        else:
-            runs[name] = run_variant(repo, workdir / name, config_files, {**overlay, **data}, cores)
+        if not report_only:
+            runner.run(workdir / name, {**overlay, **runner.data_overlay()})
+        runs[name] = read_variant(workdir / name)
     # The config as given ({} overlay), once more per seed, reusing the mlm run's encoder and
     # baseline; naming it "retrain" makes each seed's result {"finetune": .., "retrain": ..}.
     as_given: dict[str, dict[str, Any]] = {"retrain": {}}
@@ -243,12 +196,49 @@ def run_ablation(
         s: (
             read_seed(seed_runs, s, as_given)
             if report_only
-            else run_seed(
-                repo, workdir / "mlm", seed_runs, config_files, data, s, cores, as_given, refresh=True
-            )
+            else run_seed(runner, workdir / "mlm", seed_runs, s, as_given, refresh=True)
         )
         for s in seeds or []
     }
-    config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in config_files)
+    config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in runner.config_files)
     write_text(out, results_markdown(runs, config_text, command, repeats, top_seed))
     return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--repo", default=".", help="the workflow's repository (default: here)")
+    parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
+    parser.add_argument(
+        "--workdir",
+        default="runs/ablation",
+        help="where the two runs (and seeds/, the extra seeds' runs) write results/",
+    )
+    parser.add_argument("--out", default="docs/results.md")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        help="extra training seeds (finetune.seed / retrain.seed): finetune and retrain again on the "
+        "mlm run's encoder under each, to set the stages' gains against training noise",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite --out from the finished runs in --workdir (wall times from their Snakemake logs)",
+    )
+    args = parser.parse_args(argv)
+    # The command that reproduces the runs (not merely the report).
+    given = sys.argv[1:] if argv is None else argv
+    command = "python -m newstopic.study.ablation " + shlex.join(a for a in given if a != "--report-only")
+    runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
+    run_ablation(
+        runner, Path(args.workdir).resolve(), Path(args.out), command.strip(), args.report_only, args.seeds
+    )
+
+
+if __name__ == "__main__":
+    main()

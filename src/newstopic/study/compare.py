@@ -1,15 +1,13 @@
 """The engine comparison table: the hand-written loop vs the Hugging Face Trainer, per stage,
 from each run's metrics.json (quality, training seconds), usage.json (the job's CPU seconds
-and peak RSS, newstopic.usage) and Snakemake benchmark TSV (wall seconds), with the work each
+and peak RSS, newstopic.study.usage) and Snakemake benchmark TSV (wall seconds), with the work each
 engine's batching implies (padding, MLM head positions)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 from newstopic.atomic import atomic_path, write_text
 from newstopic.data import encode, length_grouped_batches
 from newstopic.errors import InputError
+from newstopic.formats import read_benchmark, read_json, read_titles
 
 COLUMNS = [
     "stage",
@@ -52,40 +51,10 @@ On a machine shared with other work, cpu_seconds is the steadier speed figure.
 """
 
 
-def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _need(obj: dict[str, Any], key: str, path: str | os.PathLike[str]) -> Any:
     if key not in obj:
         raise InputError(f"{path}: missing key {key!r}")
     return obj[key]
-
-
-def read_benchmark(path: str | os.PathLike[str]) -> dict[str, float]:
-    """Wall seconds (`s`) of a Snakemake benchmark TSV.
-
-    Its `max_rss` and `cpu_time` are sampled (every 0.5 s for 15 s, then every 30 s), so a job
-    of a minute or two loses part of its CPU time and maybe its peak: the table takes those
-    from the job's own getrusage figures (usage.json, newstopic.usage) instead.
-    """
-    try:
-        frame = pd.read_csv(path, sep="\t")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not a Snakemake benchmark TSV ({str(exc).splitlines()[0]})") from None
-    if "s" not in frame.columns:
-        raise InputError(f"{path}: missing column 's' (not a Snakemake benchmark TSV?)")
-    if frame.empty:
-        raise InputError(f"{path}: no benchmark row")
-    # With `benchmark: repeat(...)` there is one row per repetition: report the median.
-    return {"wall_seconds": float(pd.to_numeric(frame["s"], errors="coerce").median())}
 
 
 def engine_row(
@@ -97,8 +66,8 @@ def engine_row(
     epochs: float,
 ) -> dict[str, Any]:
     """One table row: quality and speed of one engine on one stage."""
-    metrics = _read_json(metrics_path)
-    usage = _read_json(usage_path)
+    metrics = read_json(metrics_path)
+    usage = read_json(usage_path)
     history = _need(metrics, "history", metrics_path)
     rows = metrics.get("train_rows", metrics.get("rows"))
     if rows is None:
@@ -116,7 +85,7 @@ def engine_row(
         "cpu_seconds": float(_need(usage, "process_cpu_seconds", usage_path)),
         "peak_rss_mb": float(_need(usage, "process_peak_rss_mb", usage_path)),
     }
-    row.update(read_benchmark(benchmark_path))
+    row["wall_seconds"] = read_benchmark(benchmark_path)["wall_s"]
     return row
 
 
@@ -140,15 +109,12 @@ def padded_positions(lengths: np.ndarray, batch_size: int, seed: int) -> dict[st
     return {"loop": positions(bucketed) / real, "hf": positions(shuffled) / real}
 
 
-def work_lines(
-    tokenizer: Any,
-    stage_texts: dict[str, list[str]],
-    batch_sizes: dict[str, int],
-    max_length: int,
-    seed: int,
-    mask_prob: float,
-) -> list[str]:
-    """Why the loop does less work: padding per stage and, for MLM, LM-head positions."""
+def work_lines(tokenizer: Any, stage_texts: dict[str, list[str]], cfg: dict[str, Any]) -> list[str]:
+    """Why the loop does less work: padding per stage and, for MLM, LM-head positions.
+    `cfg`: batch_sizes (per stage), max_length, seed, mask_prob."""
+    batch_sizes, max_length, seed, mask_prob = (
+        cfg[k] for k in ("batch_sizes", "max_length", "seed", "mask_prob")
+    )
     lines = []
     for stage, texts in stage_texts.items():
         lengths = np.array([len(x) for x in encode(tokenizer, texts, max_length)])
@@ -229,20 +195,12 @@ def compare_engines(
     *,
     tokenizer_dir: str | os.PathLike[str],
     stage_files: dict[str, list[str]],
-    batch_sizes: dict[str, int],
-    max_length: int,
-    seed: int,
-    mask_prob: float,
+    work: dict[str, Any],
 ) -> pd.DataFrame:
     """The compare_engines stage: the table, plus the padding / LM-head work behind it
-    (computed on each stage's training titles, `stage_files`)."""
-    from newstopic.preprocess import read_split
+    (computed on each stage's training titles, `stage_files`; `work` as in work_lines)."""
     from newstopic.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
-    texts = {
-        stage: [t for f in files for t in read_split(f, labeled=False)["title"].tolist()]
-        for stage, files in stage_files.items()
-    }
-    work = work_lines(tokenizer, texts, batch_sizes, max_length, seed, mask_prob)
-    return write_comparison(runs, csv_path, md_path, work)
+    texts = {stage: read_titles(files) for stage, files in stage_files.items()}
+    return write_comparison(runs, csv_path, md_path, work_lines(tokenizer, texts, work))

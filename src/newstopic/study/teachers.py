@@ -4,17 +4,22 @@ The pseudo_label rule labels test rows with the (averaged) probabilities of its 
 keeps those above a threshold. The same teachers applied to the valid rows show what that
 buys: accuracy, the share of rows kept (coverage) and how many of the kept labels are right
 (precision), for each teacher alone and averaged.
+
+    python -m newstopic.study.teachers runs/ablation/mlm/results --configfile config/dacon.yaml
 """
 
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from newstopic.baseline import calibrated_svm, tfidf_vectorizer
-from newstopic.preprocess import read_split
+from newstopic.formats import read_split
 
 
 def selection_quality(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
@@ -84,3 +89,38 @@ def quality_markdown(report: dict[str, Any], command: str) -> str:
     for name, q in report["teachers"].items():
         lines.append(f"| {name} | {q['accuracy']:.4f} | {q['coverage']:.1%} | {q['precision']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from newstopic.atomic import write_json, write_text
+    from newstopic.config import load_config
+    from newstopic.errors import run_main
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("results", help="a run's results/ directory (with data/ and finetune/model/)")
+    parser.add_argument("--configfile", default="config/dacon.yaml", help="the config that run used")
+    parser.add_argument("--out", default="docs/pseudo_labels.md")
+    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+
+    def report() -> str:
+        config = load_config(args.configfile)
+        quality = teacher_quality(
+            args.results,
+            threshold=config["pseudo_label"]["threshold"],
+            max_length=config["tokenizer"]["max_length"],
+            c=config["baseline"]["c"],
+            ngram_max=config["baseline"]["ngram_max"],
+            analyzer=config["baseline"]["analyzer"],
+        )
+        text = quality_markdown(quality, "python -m newstopic.study.teachers " + shlex.join(given))
+        write_text(args.out, text)
+        write_json(Path(args.out).with_suffix(".json"), quality)
+        return text
+
+    print(run_main(report))
+
+
+if __name__ == "__main__":
+    main()

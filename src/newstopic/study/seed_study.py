@@ -6,22 +6,24 @@ settle a gain of that size. This study trains both under several training seeds
 (`finetune.seed` / `retrain.seed`; the split stays put) and pairs them by seed. Each run is a
 real Snakemake run that reuses one finished run's split, tokenizer, MLM encoder and baseline
 (`--allowed-rules`), so a seed costs fine-tuning and retraining only.
+
+    python -m newstopic.study.seed_study --configfile config/dacon.yaml --seeds 1 2 3 4
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from newstopic.atomic import write_text
 from newstopic.config import deep_merge
+from newstopic.study.runs import Runner, accuracy, same_files
 
 # Pseudo-label variants: name -> config overlay. The first one also trains the seed's finetune,
 # which the others reuse (same teacher, so the pairs differ in the pseudo-labels alone).
@@ -34,21 +36,11 @@ PSEUDO_VARIANTS: dict[str, dict[str, Any]] = {
 REUSED = ["data", "tokenizer", "mlm", "baseline"]
 
 
-def _snakemake(repo: Path, workdir: Path, config_files: list[Path], allowed: list[str], cores: int) -> None:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir)]
-    cmd += ["--cores", str(cores), "--configfile", *map(str, config_files)]
-    cmd += ["--allowed-rules", *allowed, "--", "results/retrain/metrics.json"]
-    subprocess.run(cmd, check=True)
-
-
 def run_seed(
-    repo: Path,
+    runner: Runner,
     source: Path,
     workdir: Path,
-    config_files: list[Path],
-    overlay: dict[str, Any],
     seed: int,
-    cores: int,
     variants: dict[str, dict[str, Any]] = PSEUDO_VARIANTS,
     refresh: bool = False,
 ) -> dict[str, float]:
@@ -58,7 +50,7 @@ def run_seed(
     A finished run is read, not rerun; with `refresh`, Snakemake is asked again (so a changed
     config reruns what it affects) after the reused results are copied afresh from `source`
     wherever they differ from it (a new MLM encoder, say)."""
-    accuracy: dict[str, float] = {}
+    result: dict[str, float] = {}
     first = None
     for variant, extra in variants.items():
         run = workdir / f"seed{seed}" / variant
@@ -70,30 +62,15 @@ def run_seed(
                 if not dst.exists():
                     shutil.copytree(src, dst)  # copy2 keeps mtimes: Snakemake sees them as they are
             seeds = {"finetune": {"seed": seed}, "retrain": {"seed": seed}}
-            overlay_file = run / "overlay.yaml"
-            run_overlay = deep_merge(deep_merge(overlay, seeds), extra)
-            overlay_file.write_text(yaml.safe_dump(run_overlay, allow_unicode=True))
+            overlay = deep_merge(deep_merge(runner.data_overlay(), seeds), extra)
             allowed = (
                 ["pseudo_label", "retrain"] if first else ["finetune", "predict", "pseudo_label", "retrain"]
             )
-            _snakemake(repo, run, [*config_files, overlay_file], allowed, cores)
+            runner.run(run, overlay, ["results/retrain/metrics.json"], allowed)
         first = first or run
-        accuracy.setdefault("finetune", _accuracy(run, "finetune"))
-        accuracy[variant] = _accuracy(run, "retrain")
-    return accuracy
-
-
-def same_files(a: Path, b: Path) -> bool:
-    """Whether two directories hold the same files (names, sizes and mtimes: copies by copytree)."""
-
-    def listing(root: Path) -> dict[str, tuple[int, int]]:
-        return {
-            str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*")
-            if p.is_file()
-        }
-
-    return listing(a) == listing(b)
+        result.setdefault("finetune", accuracy(run, "finetune"))
+        result[variant] = accuracy(run, "retrain")
+    return result
 
 
 def read_seed(
@@ -105,13 +82,9 @@ def read_seed(
     if missing:
         raise FileNotFoundError(f"{missing[0]}: no finished run (results/retrain/metrics.json missing)")
     return {
-        "finetune": _accuracy(runs[0], "finetune"),
-        **{v: _accuracy(r, "retrain") for v, r in zip(variants, runs, strict=True)},
+        "finetune": accuracy(runs[0], "finetune"),
+        **{v: accuracy(r, "retrain") for v, r in zip(variants, runs, strict=True)},
     }
-
-
-def _accuracy(run: Path, stage: str) -> float:
-    return json.loads((run / "results" / stage / "metrics.json").read_text())["valid_accuracy"]
 
 
 def paired_gain(before: list[float], after: list[float]) -> dict[str, float]:
@@ -138,7 +111,7 @@ def seed_markdown(
         f"Valid accuracy of finetune and retrain under {len(seeds)} training seeds (`finetune.seed`,",
         f"`retrain.seed`); one split ({valid_rows} valid rows), one tokenizer, MLM encoder and baseline.",
         *([source] if source else []),
-        "Written by `scripts/seed_study.py`; reproduce with:",
+        "Written by `python -m newstopic.study.seed_study`; reproduce with:",
         "",
         f"    {command}",
         "",
@@ -174,30 +147,25 @@ def seed_markdown(
 
 
 def run_seed_study(
-    repo: Path,
+    runner: Runner,
     source: Path,
-    config_files: list[Path],
     workdir: Path,
     seeds: list[int],
     out: Path,
-    cores: int,
     command: str,
     variants: list[str] | None = None,
 ) -> dict[int, dict[str, float]]:
     """Run (or, for seeds already finished in `workdir`, read) every seed under each variant
     (default: all of PSEUDO_VARIANTS); write `out`."""
-    from newstopic.ablation import absolute_data_paths
-
     chosen = {v: PSEUDO_VARIANTS[v] for v in variants or PSEUDO_VARIANTS}
-
     if not (source / "results" / "mlm" / "model").exists():
         raise FileNotFoundError(
-            f"{source}: no finished run (results/mlm/model missing); run scripts/ablation.py first"
+            f"{source}: no finished run (results/mlm/model missing); run newstopic.study.ablation first"
         )
-    overlay = absolute_data_paths(config_files, repo)
-    results = {s: run_seed(repo, source, workdir, config_files, overlay, s, cores, chosen) for s in seeds}
+    results = {s: run_seed(runner, source, workdir, s, chosen) for s in seeds}
     finetune = json.loads((source / "results" / "finetune" / "metrics.json").read_text())
     mlm = json.loads((source / "results" / "mlm" / "metrics.json").read_text())
+    repo = runner.repo
     about = (
         f"Reused from `{source.relative_to(repo) if source.is_relative_to(repo) else source}`: "
         f"its split, tokenizer, MLM encoder (final loss "
@@ -207,3 +175,44 @@ def run_seed_study(
     )
     write_text(out, seed_markdown(results, finetune["valid_rows"], command, about))
     return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", default=".", help="the workflow's repository (default: here)")
+    parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml"])
+    parser.add_argument("--source", default="runs/ablation/mlm", help="a finished run of the ablation")
+    parser.add_argument(
+        "--workdir",
+        default="runs/seeds",
+        help="where each seed's runs write results/; finished seeds there are read, not rerun "
+        "(use a fresh one for another --source)",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(PSEUDO_VARIANTS),
+        default=list(PSEUDO_VARIANTS),
+        help="pseudo-label variants to retrain (the first one also trains each seed's finetune)",
+    )
+    parser.add_argument("--out", default="docs/pseudo_seeds.md")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args(argv)
+    runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
+    command = "python -m newstopic.study.seed_study " + shlex.join(sys.argv[1:] if argv is None else argv)
+    run_seed_study(
+        runner,
+        Path(args.source).resolve(),
+        Path(args.workdir).resolve(),
+        args.seeds,
+        Path(args.out),
+        command.strip(),
+        args.variants,
+    )
+
+
+if __name__ == "__main__":
+    main()

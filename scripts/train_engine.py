@@ -1,0 +1,12 @@
+"""Rules mlm_engine and finetune_engine (the compare_engines target): one training stage under
+the engine the wildcard names, and the job's exact CPU time and peak RSS (usage.json)."""
+
+from newstopic.atomic import write_json
+from newstopic.stages import Job, StageFiles, run_training_rule
+from newstopic.study.usage import process_usage
+
+sm = snakemake  # noqa: F821
+job = Job(sm.resources.processes, sm.resources.nodes, sm.threads, sm.log[0])
+stage = "mlm_pretrain" if sm.rule == "mlm_engine" else "finetune"
+run_training_rule(stage, StageFiles.of_rule(sm), sm.params.settings, job)
+write_json(sm.output.usage, process_usage())

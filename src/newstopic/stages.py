@@ -1,0 +1,132 @@
+"""One runner for the training stages (mlm_pretrain, finetune, retrain).
+
+Each stage is a task (newstopic.pretrain, newstopic.finetune); around it the runner does the
+same for all: the stage's seed, the run's fingerprint and checkpoint directory, the engine
+(the hand-written loop, or the Hugging Face Trainer), saving the model, metrics.json, and
+clearing the checkpoints once the outputs are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from newstopic import distributed
+from newstopic.atomic import save_pretrained_dir, write_json
+from newstopic.checkpoint import CheckpointDir, fingerprint
+from newstopic.errors import run_main
+from newstopic.finetune import classifier_task
+from newstopic.logs import setup_logging
+from newstopic.pretrain import mlm_task
+from newstopic.tokenization import load_tokenizer
+from newstopic.training import LoopSettings, train
+
+log = logging.getLogger("newstopic")
+
+TASKS = {"mlm_pretrain": mlm_task, "finetune": classifier_task, "retrain": classifier_task}
+
+
+@dataclass
+class StageFiles:
+    """A training rule's files."""
+
+    train: list[str]  # training splits (mlm_pretrain: the text files)
+    tokenizer: str
+    model: str  # output: the model directory (save_pretrained)
+    metrics: str  # output: metrics.json
+    scratch: str  # resumable checkpoints: not an output, Snakemake would delete it
+    valid: str | None = None
+    encoder: str | None = None  # the encoder to start from (None: random init from model.arch)
+
+    @classmethod
+    def of_rule(cls, sm: Any) -> StageFiles:
+        """The files of a training rule's job (the `snakemake` object of its script)."""
+        return cls(
+            train=list(sm.input.train),
+            valid=sm.input.get("valid"),
+            tokenizer=sm.input.tokenizer,
+            encoder=sm.params.encoder,
+            model=sm.output.model,
+            metrics=sm.output.metrics,
+            scratch=sm.params.scratch,
+        )
+
+
+@dataclass
+class Job:
+    """How the rule's job runs: training processes per node, nodes, CPU threads, log file."""
+
+    processes: int = 1
+    nodes: int = 1
+    threads: int = 1
+    log_file: str | None = None
+
+
+def stage_seed(cfg: dict[str, Any]) -> int:
+    """The stage's own seed (finetune.seed / retrain.seed) when set, else the top-level one."""
+    own = cfg["train"].get("seed")
+    return cfg["seed"] if own is None else own
+
+
+def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train `stage` and write its model and metrics. `cfg` holds the config sections the
+    stage uses: train (its own section: mlm, finetune or retrain), model, runtime, and
+    max_length, seed and engine."""
+    start = time.perf_counter()
+    seed = stage_seed(cfg)
+    tokenizer = load_tokenizer(files.tokenizer)
+    task = TASKS[stage](files, cfg, tokenizer, seed)
+    settings = LoopSettings.from_config(cfg["train"], cfg["runtime"], seed)
+    params = {
+        "stage": stage,
+        "model": cfg["model"],
+        "precision": settings.precision,
+        "train": cfg["train"],
+        "max_length": cfg["max_length"],
+        "seed": seed,
+        "encoder": files.encoder,
+    }
+    encoder = [files.encoder] if files.encoder and Path(files.encoder).exists() else []  # not a hub id
+    inputs = [*files.train, *([files.valid] if files.valid else []), files.tokenizer, *encoder]
+    checkpoints = CheckpointDir(
+        files.scratch, fingerprint(params, inputs), cfg["runtime"]["keep_checkpoints"]
+    )
+
+    if cfg["engine"] == "hf":
+        from newstopic.hf_engine import train_with_trainer
+
+        state = train_with_trainer(task, settings, checkpoints)
+    else:
+        state = train(task, settings, checkpoints)
+
+    metrics = {"stage": stage, "engine": cfg["engine"], **task.metrics(state)}
+    metrics |= {
+        "steps": state.step,
+        "train_seconds": round(state.train_seconds, 2),
+        "seconds": round(time.perf_counter() - start, 2),
+        "history": state.history,
+    }
+    if distributed.is_main():  # one writer; every rank holds the same weights
+        save_pretrained_dir(files.model, task.model, tokenizer)
+        write_json(files.metrics, metrics)
+        checkpoints.clear()
+    return metrics
+
+
+def run_training_rule(stage: str, files: StageFiles, cfg: dict[str, Any], job: Job) -> dict[str, Any]:
+    """A training rule's script body: with several processes re-run under torchrun (or join
+    the group), log to the rule's log, use the job's threads, run the stage; errors in one line."""
+    distributed.start(job.processes, job.nodes, job.threads, cfg["runtime"]["device"])
+    distributed.quiet_unless_main(setup_logging(job.log_file))
+    torch.set_num_threads(max(1, job.threads // job.processes))
+    metrics = run_main(run_stage, stage, files, cfg, log_file=job.log_file)
+    if "valid_accuracy" in metrics:
+        log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])
+    else:
+        log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])
+    return metrics

@@ -1,0 +1,12 @@
+"""Study tools: measurements made of the pipeline, apart from the pipeline itself.
+
+Each runs real Snakemake runs of the workflow (or reads finished ones) and writes a report:
+
+    python -m newstopic.study.ablation     baseline vs no MLM vs MLM vs pseudo-labels -> docs/results.md
+    python -m newstopic.study.seed_study   pseudo-label variants under several training seeds
+    python -m newstopic.study.teachers     the pseudo-label teachers scored on valid
+
+    runs       Snakemake command lines and what a finished run left (one place for both)
+    compare    the loop vs Trainer table of the `compare_engines` target
+    usage      a job's exact CPU time and peak RSS (getrusage), for that table
+"""

@@ -1,0 +1,89 @@
+"""Real Snakemake runs for the study tools: the command line, built in one place, and what a
+finished run left behind (metrics, wall time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class Runner:
+    """The workflow (`repo`), the config files every run starts from, and the cores to use."""
+
+    repo: Path
+    config_files: list[Path]
+    cores: int = 2
+
+    def command(
+        self,
+        workdir: Path,
+        extra_configs: Sequence[Path] = (),
+        targets: Sequence[str] = (),
+        allowed_rules: Sequence[str] = (),
+    ) -> list[str]:
+        """`snakemake` on this repository's Snakefile, writing into `workdir`."""
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(self.repo / "Snakefile"), "-d", str(workdir)]
+        cmd += ["--cores", str(self.cores), "--configfile", *map(str, [*self.config_files, *extra_configs])]
+        if allowed_rules:
+            cmd += ["--allowed-rules", *allowed_rules]
+        if targets:
+            cmd += ["--", *targets]
+        return cmd
+
+    def run(
+        self,
+        workdir: Path,
+        overlay: dict[str, Any],
+        targets: Sequence[str] = (),
+        allowed_rules: Sequence[str] = (),
+    ) -> None:
+        """One real run in `workdir` with `overlay` (written to workdir/overlay.yaml) over the
+        config files and the data paths made absolute."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        overlay_file = workdir / "overlay.yaml"
+        overlay_file.write_text(yaml.safe_dump(overlay, allow_unicode=True))
+        subprocess.run(self.command(workdir, [overlay_file], targets, allowed_rules), check=True)
+
+    def data_overlay(self) -> dict[str, Any]:
+        """data.* of the config files as absolute paths (the runs use other work dirs)."""
+        data: dict[str, str] = {}
+        for f in self.config_files:
+            data.update((yaml.safe_load(f.read_text()) or {}).get("data", {}))
+        return {"data": {k: str((self.repo / v).resolve()) for k, v in data.items()}}
+
+
+def accuracy(run: Path, stage: str) -> float:
+    """Valid accuracy of `stage` in a finished run directory."""
+    return json.loads((run / "results" / stage / "metrics.json").read_text())["valid_accuracy"]
+
+
+def last_run_wall_s(workdir: Path) -> float:
+    """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    for log in reversed(logs):  # a run with nothing to do has no "Elapsed time": the one before
+        for line in reversed(log.read_text().splitlines()):
+            if line.startswith("Elapsed time:"):
+                h, m, sec = line.split(":", 1)[1].strip().split(":")
+                return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
+    raise RuntimeError(f"{workdir}: no finished Snakemake run (no 'Elapsed time' in .snakemake/log)")
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files (names, sizes and mtimes: copies by copytree)."""
+
+    def listing(root: Path) -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")
+            if p.is_file()
+        }
+
+    return listing(a) == listing(b)
