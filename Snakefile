@@ -20,8 +20,8 @@ min_version("9.0")
 _SRC = os.path.join(workflow.basedir, "src")
 if os.path.isdir(_SRC):
     sys.path.insert(0, _SRC)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [_SRC, os.environ.get("PYTHONPATH")])
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
     )
 
 

@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEWSTOPIC_SHARED", REPO.parent / "shared"))
 YNAT = SHARED / "data" / "ynat"
 TOKENIZERS = SHARED / "data" / "tokenizers"
+# The tiny encoder of the unit tests (model.arch): seconds to build and run on a CPU.
+TINY_ARCH = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_ARCH |= {"max_position_embeddings": 64, "dropout": 0.1}
 WORKFLOW_FILES = ["Snakefile", "workflow", "scripts", "config", "data", "envs", "profiles"]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_ARCH
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForMaskedLM
 
 from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained, split_mlm
@@ -14,14 +15,7 @@ from newstopic.finetune import initial_classifier
 from newstopic.model import NewsTopicClassifier, build_classifier, hashed_ngrams
 from newstopic.training import param_groups
 
-ARCH = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    dropout=0.1,
-)
+ARCH = TINY_ARCH
 MODEL_CFG = dict(
     name_or_path=None, trust_remote_code=False, arch=ARCH, pooling="mean", dropout=0.1, head_hidden_size=16
 )

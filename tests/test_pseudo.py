@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_model import ARCH
+from conftest import TINY_ARCH as ARCH
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
 from newstopic.encoder import mlm_from_config

@@ -46,17 +46,22 @@ def mlm_from_config(arch: dict[str, Any], vocab_size: int, pad_token_id: int) ->
     return BertForMaskedLM(config)
 
 
+def from_hub(auto_class: Any, name_or_path: str, what: str = "", **kwargs: Any) -> Any:
+    """`auto_class.from_pretrained(name_or_path, **kwargs)` (a hub id or a local directory);
+    one that cannot be found or read is a config error in one line."""
+    _check_local(name_or_path)
+    try:
+        return auto_class.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"model.name_or_path: cannot load {what}{name_or_path!r}: {reason}") from None
+
+
 def mlm_from_pretrained(
     name_or_path: str, vocab_size: int, trust_remote_code: bool = False
 ) -> PreTrainedModel:
     """A pretrained masked-LM (hub id or local directory), embeddings resized to the tokenizer."""
-    _check_local(name_or_path)
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"model.name_or_path: cannot load {name_or_path!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    model = from_hub(AutoModelForMaskedLM, name_or_path, trust_remote_code=trust_remote_code)
     if model.get_input_embeddings().num_embeddings < vocab_size:
         model.resize_token_embeddings(vocab_size)
     return model
@@ -64,17 +69,10 @@ def mlm_from_pretrained(
 
 def encoder_from_pretrained(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedModel:
     """The bare encoder (no LM head) of a hub id or a local directory."""
-    _check_local(name_or_path)
     try:
-        return AutoModel.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False
-        )
-    except TypeError:
-        return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"model.name_or_path: cannot load {name_or_path!r}: {str(exc).splitlines()[0]}"
-        ) from None
+        return from_hub(AutoModel, name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False)
+    except TypeError:  # an encoder without a pooler to leave out
+        return from_hub(AutoModel, name_or_path, trust_remote_code=trust_remote_code)
 
 
 def split_mlm(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:

@@ -13,6 +13,7 @@ from tokenizers.models import WordPiece
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from newstopic.atomic import atomic_path
+from newstopic.encoder import from_hub
 from newstopic.errors import ConfigError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -91,12 +92,7 @@ def pretrained_tokenizer(
     name_or_path: str, max_length: int, trust_remote_code: bool = False
 ) -> PreTrainedTokenizerBase:
     """The tokenizer of a hub model or a local HF directory."""
-    try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"model.name_or_path: cannot load a tokenizer from {name_or_path!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    tok = from_hub(AutoTokenizer, name_or_path, "a tokenizer from ", trust_remote_code=trust_remote_code)
     tok.model_max_length = max_length
     return tok
 
