@@ -168,6 +168,10 @@ def min_rows_per_topic(valid_fraction: float) -> int:
     raise ConfigError(f"key 'preprocess.valid_fraction' ({valid_fraction}) leaves no rows to train on")
 
 
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 def check_trainable(labels: np.ndarray, config: Mapping[str, Any], source: str) -> None:
     """Raise InputError unless every topic keeps enough rows after sampling and the split.
 
@@ -184,10 +188,11 @@ def check_trainable(labels: np.ndarray, config: Mapping[str, Any], source: str) 
         f"on and {MIN_VALID_PER_TOPIC} to validate with preprocess.valid_fraction {fraction})"
     )
     few = [t for t in range(NUM_LABELS) if raw[t] < need]
+    if len(few) == 1:
+        raise InputError(f"{source}: topic {few[0]} has {_rows(raw[few[0]])}; {rule}")
     if few:
-        listed = ", ".join(f"{t} ({raw[t]} rows)" for t in few)
-        noun = "topic" if len(few) == 1 else "topics"
-        raise InputError(f"{source}: {noun} {listed}: {rule}")
+        listed = ", ".join(f"{t} ({_rows(raw[t])})" for t in few)
+        raise InputError(f"{source}: too few rows of topics {listed}; {rule}")
     if per_class is not None and per_class < need:
         raise ConfigError(f"key 'preprocess.sample_per_class' ({per_class}) is too small: {rule}")
     # The real split on the real labels (cheap), in case its arithmetic ever changes.
@@ -199,7 +204,7 @@ def check_trainable(labels: np.ndarray, config: Mapping[str, Any], source: str) 
     if short:
         t = short[0]
         raise InputError(
-            f"{source}: topic {t} splits into {n_train[t]} train and {n_valid[t]} valid rows: {rule}"
+            f"{source}: topic {t} splits into {n_train[t]} train and {n_valid[t]} valid rows; {rule}"
         )
 
 
