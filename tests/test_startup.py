@@ -414,7 +414,7 @@ E2E_CASES = [
     ),
     E2E(
         "train with 3 rows",
-        r"^data/three.csv: too few rows of topics 0 \(0 rows\), .*: " + re.escape(NEED) + "$",
+        r"^data/three.csv: too few rows of topics 0 \(0 rows\), .*; " + re.escape(NEED) + "$",
         {"data": {"train": "data/three.csv"}},
     ),
     E2E("topic absent", f"data/no6.csv: topic 6 has 0 rows; {NEED}", {"data": {"train": "data/no6.csv"}}),
