@@ -65,7 +65,7 @@ def _local_model(config: Mapping[str, Any], value: str) -> bool:
     checked too (a file named like a hub id would fail inside the job).
     """
     looks_local = value.startswith((".", "/", "~")) or value.count("/") > 1
-    return looks_local or os.path.lexists(os.path.expanduser(value))
+    return looks_local or os.path.lexists(value)
 
 
 def _vocab_source(config: Mapping[str, Any], value: str) -> bool:
@@ -122,11 +122,11 @@ def path_problem(path: str, kind: Literal["file", "dir"], contains: tuple[str, .
     """What is wrong with `path` as a readable `kind` ("file" or "dir"), or None when it is fine."""
     if not path:
         return "empty path"
-    full = os.path.expanduser(path)
+    # No ~ expansion: the jobs (pandas, the tokenizer, the hub client) open the path as written.
     try:
-        mode = os.stat(full).st_mode  # follows symlinks: a good link to a good file is fine
+        mode = os.stat(path).st_mode  # follows symlinks: a good link to a good file is fine
     except OSError as exc:
-        return _stat_problem(full, "directory" if kind == "dir" else "file", exc)
+        return _stat_problem(path, "directory" if kind == "dir" else "file", exc)
     problem = _kind_problem(mode, kind)
     if problem:
         return problem
@@ -134,10 +134,10 @@ def path_problem(path: str, kind: Literal["file", "dir"], contains: tuple[str, .
     # an ACL or a root-squashed network file system can refuse what the bits allow.
     try:
         if kind == "file":
-            with open(full, "rb"):
+            with open(path, "rb"):
                 pass
         else:
-            names = set(os.listdir(full))
+            names = set(os.listdir(path))
     except OSError as exc:
         what = "cannot be read" if kind == "file" else "cannot be listed"
         return f"{what} ({exc.strerror.lower() if exc.strerror else exc})"
