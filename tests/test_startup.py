@@ -102,7 +102,12 @@ def test_path_rules_apply_only_where_the_key_names_a_local_path(tmp_path: Path) 
     hub = deep_merge(cfg, {"model": {"name_or_path": "klue/roberta-base"}})
     check_paths(hub)  # a hub id is not a path
 
-    for local in ("./models/kcbert", str(tmp_path / "kcbert"), "~/no/such/model", "a/b/c"):
+    tilde = "~/no/such/model"
+    with pytest.raises(
+        ConfigError, match=r"directory not found \(~ is not expanded in the config: write the full"
+    ):
+        check_paths(deep_merge(cfg, {"model": {"name_or_path": tilde}}))
+    for local in ("./models/kcbert", str(tmp_path / "kcbert"), "a/b/c"):
         bad = deep_merge(cfg, {"model": {"name_or_path": local}})
         with pytest.raises(
             ConfigError, match=rf"^model.name_or_path: {re.escape(local)}: directory not found$"

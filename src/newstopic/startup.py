@@ -110,7 +110,9 @@ def _stat_problem(path: str, kind: str, exc: OSError) -> str:
     if os.path.islink(path):
         return f"dangling symlink (its target {os.readlink(path)} does not exist)"
     if exc.errno == errno.ENOENT:
-        return f"{kind} not found"
+        # The shell expands ~, YAML does not, and neither do the jobs.
+        hint = " (~ is not expanded in the config: write the full path)" if path.startswith("~") else ""
+        return f"{kind} not found{hint}"
     if exc.errno == errno.ENOTDIR:
         return f"{kind} not found (a parent of it is not a directory)"
     if exc.errno == errno.EACCES:
