@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -123,6 +124,75 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
                 f"{source}: key 'resources.{rule}.processes' ({procs}) must equal "
                 f"resources.{rule}.gpus ({res['gpus']}): one training process per GPU"
             )
+
+
+def _subschema(schema: Mapping[str, Any], root: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """The schema of property `key` of an object schema, local `$ref`s resolved."""
+    sub = schema.get("properties", {}).get(key)
+    if not isinstance(sub, Mapping):
+        return None
+    while "$ref" in sub:  # "#/$defs/training"; siblings such as `default` stay
+        target: Any = root
+        for part in sub["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        sub = {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+    return sub
+
+
+def _coerce_scalar(value: str, types: list[str]) -> Any:
+    """`value` read as a config file would read it, when the result is one of `types`;
+    else `value` unchanged (validation then reports it in one line)."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None and "null" in types:
+        return None
+    if isinstance(parsed, bool):
+        return parsed if "boolean" in types else value
+    if isinstance(parsed, int) and ("integer" in types or "number" in types):
+        return parsed
+    if "number" in types:
+        # YAML 1.1 reads 1e-4 (no dot) as a string; a config value of 1e-4 is a number.
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
+
+
+def coerce_overrides(
+    config: Mapping[str, Any], overrides: Mapping[str, Any], schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A deep copy of `config` in which the strings that came from `--config` (`overrides`,
+    Snakemake's workflow.config_settings.config) are converted to their key's schema type.
+
+    Snakemake reads a nested `--config 'finetune={epochs: 2}'` with YAML's BaseLoader, which
+    makes every scalar a string; top-level values are already typed. Only strings at keys the
+    command line set are converted (a quoted "2" in a config file stays an error), and only when
+    they parse as the type (integer, number, boolean, null); anything else is left for
+    validate_config to report.
+    """
+    schema = load_schema() if schema is None else schema
+    out = copy.deepcopy(dict(config))
+
+    def walk(target: Any, given: Any, sub: Mapping[str, Any] | None) -> Any:
+        if sub is None:
+            return target  # an unknown key: validation names it
+        if isinstance(given, Mapping) and isinstance(target, dict):
+            for key, value in given.items():
+                if key in target:
+                    target[key] = walk(target[key], value, _subschema(sub, schema, key))
+            return target
+        if isinstance(given, list) and isinstance(target, list) and isinstance(sub.get("items"), Mapping):
+            return [walk(t, g, sub["items"]) for t, g in zip(target, given, strict=False)]
+        if isinstance(given, str) and target == given:
+            types = sub.get("type", [])
+            return _coerce_scalar(given, [types] if isinstance(types, str) else list(types))
+        return target
+
+    return walk(out, overrides, schema)
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,40 +1,35 @@
 import sys
 from pathlib import Path
 
-from newstopic.config import validate_config
+from newstopic.config import coerce_overrides, validate_config
 from newstopic.resources import job_resources
 from newstopic.errors import ConfigError
 
 try:
-    # Validate against workflow/schemas/config.schema.yaml and fill in every default.
-    _validated = validate_config(config, source="config")
+    # Validate against workflow/schemas/config.schema.yaml and fill in every default. Nested
+    # --config values arrive as strings: converted to their key's type first.
+    _validated = validate_config(
+        coerce_overrides(config, workflow.config_settings.config), source="config"
+    )
 except ConfigError as exc:
     sys.exit(f"newstopic: error: {exc}")
 config.clear()
 config.update(_validated)
 
 
-def _check_raw_inputs():
-    """Validate the raw CSVs before any job runs: Snakemake deletes a job's old outputs
-    before running it, so a bad CSV caught inside `preprocess` would cost the parquet files
-    made from the previous good one. (About 0.3 s on the full competition data.)"""
-    from pathlib import Path
+def _check_startup():
+    """Every path, CSV and setting the config names, checked before Snakemake builds the DAG
+    (so before it deletes the outputs of a job it reruns): newstopic.startup."""
+    from newstopic.errors import NewstopicError
+    from newstopic.startup import check_startup
 
-    from newstopic.errors import InputError
-    from newstopic.preprocess import read_raw_csv
-
-    for key, labeled in (("train", True), ("test", False)):
-        path = config["data"][key]
-        if Path(
-            path
-        ).is_file():  # a missing file is reported by Snakemake as a missing input
-            try:
-                read_raw_csv(path, labeled=labeled)
-            except InputError as exc:
-                sys.exit(f"newstopic: error: {exc}")
+    try:
+        check_startup(config)
+    except NewstopicError as exc:
+        sys.exit(f"newstopic: error: {exc}")
 
 
-_check_raw_inputs()
+_check_startup()
 
 RESULTS = "results"
 LOGS = "logs"
