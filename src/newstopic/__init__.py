@@ -1,19 +1,32 @@
 """newstopic: Korean news-headline topic classification, the competition recipe as a package.
 
-Modules, one concern each:
+Modules, one concern each (the pipeline; the study tools are in newstopic.study):
     errors        one-line user-facing errors
     atomic        write-to-temp-then-rename helpers
+    logs          logging of rule scripts, run_rule
     config        config loading and JSON-schema validation (defaults filled in)
+    startup       every input the config names, checked before any job runs
+    resources     scheduler resources of the GPU-capable rules
+    formats       the files rules hand each other: parquet schemas, readers, writers
     preprocess    raw Dacon CSV -> validated, cleaned parquet splits
     tokenization  tokenizer from the hub, a local vocab file, or trained on the corpus
-    data          tokenised datasets, length-grouped batches, padding, MLM masking
+    data          token ids, length-grouped batches, padding, MLM masking
+    encoder       the encoder / MLM model from the hub or from a config
     model         the custom classifier (encoder + pooling + dropout + MLP head)
-    encoder       building the encoder / MLM model from the hub or from a config
+    device        runtime.device and bf16 autocast
     checkpoint    resumable training state in a scratch directory
-    training      the hand-written training loops (MLM and classification)
+    distributed   several training processes (torchrun, DDP) behind Ranks
+    training      the hand-written training loop
+    pretrain      the mlm_pretrain stage's task
+    finetune      the finetune / retrain stages' task
+    stages        the one runner of the training stages (and their engine)
+    hf_engine     the same tasks trained by the Hugging Face Trainer
     predict       batched, streaming inference and the Dacon submission
     pseudo        pseudo-label selection
-    metrics       accuracy and macro-F1
+    baseline      TF-IDF + LinearSVC yardstick
+    metrics       accuracy, macro-F1
+    summary       the run summary
+    demo          the embedded synthetic demo data
 """
 
 __version__ = "0.1.0"
