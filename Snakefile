@@ -1,10 +1,6 @@
 # newstopic: Korean news-headline topic classification, the competition recipe as a workflow.
-#
 #   preprocess -> build_tokenizer -> mlm_pretrain -> finetune -> predict -> pseudo_label
-#              -> retrain -> predict -> submission
-#
-# Run:    snakemake --cores all
-# Resume: snakemake --cores all --rerun-incomplete   (training continues from its checkpoint)
+#              -> retrain -> predict -> submission          (snakemake --cores all)
 
 
 import os
@@ -13,10 +9,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# The rules' package is this checkout's src/, in this process and in every job (inherited
-# by local jobs, conda environments from envs/, and Slurm jobs), so that the workflow and its
-# package never drift apart. Without src/ (a copy of the workflow alone) an installed
-# `newstopic` is used.
+# The package is this checkout's src/, here and in every job (local, conda, Slurm: they
+# inherit PYTHONPATH); without src/, an installed newstopic.
 _SRC = os.path.join(workflow.basedir, "src")
 if os.path.isdir(_SRC):
     sys.path.insert(0, _SRC)

@@ -2,11 +2,9 @@
 the engine the wildcard names, and the job's exact CPU time and peak RSS (usage.json)."""
 
 from newstopic.atomic import write_json
-from newstopic.stages import Job, StageFiles, run_training_rule
+from newstopic.stages import run_training_rule
 from newstopic.study.usage import process_usage
 
 sm = snakemake  # noqa: F821
-job = Job(sm.resources.processes, sm.resources.nodes, sm.threads, sm.log[0])
-stage = "mlm_pretrain" if sm.rule == "mlm_engine" else "finetune"
-run_training_rule(stage, StageFiles.of_rule(sm), sm.params.settings, job)
+run_training_rule("mlm_pretrain" if sm.rule == "mlm_engine" else "finetune", sm)
 write_json(sm.output.usage, process_usage())

@@ -57,16 +57,6 @@ class StageFiles:
         )
 
 
-@dataclass
-class Job:
-    """How the rule's job runs: training processes per node, nodes, CPU threads, log file."""
-
-    processes: int = 1
-    nodes: int = 1
-    threads: int = 1
-    log_file: str | None = None
-
-
 def stage_seed(cfg: dict[str, Any]) -> int:
     """The stage's own seed (finetune.seed / retrain.seed) when set, else the top-level one."""
     own = cfg["train"].get("seed")
@@ -82,15 +72,9 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
     tokenizer = load_tokenizer(files.tokenizer)
     task = TASKS[stage](files, cfg, tokenizer, seed)
     settings = LoopSettings.from_config(cfg["train"], cfg["runtime"], seed)
-    params = {
-        "stage": stage,
-        "model": cfg["model"],
-        "precision": settings.precision,
-        "train": cfg["train"],
-        "max_length": cfg["max_length"],
-        "seed": seed,
-        "encoder": files.encoder,
-    }
+    # A checkpoint is resumed only by a run of the same parameters and input files.
+    params = {k: cfg[k] for k in ("model", "train", "max_length")}
+    params |= {"stage": stage, "precision": settings.precision, "seed": seed, "encoder": files.encoder}
     encoder = [files.encoder] if files.encoder and Path(files.encoder).exists() else []  # not a hub id
     inputs = [*files.train, *([files.valid] if files.valid else []), files.tokenizer, *encoder]
     checkpoints = CheckpointDir(
@@ -104,13 +88,12 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
     else:
         state = train(task, settings, checkpoints)
 
-    metrics = {"stage": stage, "engine": cfg["engine"], **task.metrics(state)}
+    metrics = {"stage": stage, "engine": cfg["engine"], **task.metrics(state), "steps": state.step}
     metrics |= {
-        "steps": state.step,
         "train_seconds": round(state.train_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
-        "history": state.history,
     }
+    metrics["history"] = state.history
     if distributed.is_main():  # one writer; every rank holds the same weights
         save_pretrained_dir(files.model, task.model, tokenizer)
         write_json(files.metrics, metrics)
@@ -118,15 +101,14 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
     return metrics
 
 
-def run_training_rule(stage: str, files: StageFiles, cfg: dict[str, Any], job: Job) -> dict[str, Any]:
-    """A training rule's script body: with several processes re-run under torchrun (or join
-    the group), log to the rule's log, use the job's threads, run the stage; errors in one line."""
-    distributed.start(job.processes, job.nodes, job.threads, cfg["runtime"]["device"])
-    distributed.quiet_unless_main(setup_logging(job.log_file))
-    torch.set_num_threads(max(1, job.threads // job.processes))
-    metrics = run_main(run_stage, stage, files, cfg, log_file=job.log_file)
-    if "valid_accuracy" in metrics:
-        log.info("done: valid accuracy %.4f", metrics["valid_accuracy"])
-    else:
-        log.info("done: %d steps in %.1f s", metrics["steps"], metrics["seconds"])
+def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
+    """A training rule's script body (`sm`: its snakemake object): with several processes re-run
+    under torchrun (or join the group), log to the rule's log, use the job's threads, run the
+    stage; errors in one line."""
+    res, cfg = sm.resources, sm.params.settings
+    distributed.start(res.processes, res.nodes, sm.threads, cfg["runtime"]["device"])
+    distributed.quiet_unless_main(setup_logging(sm.log[0]))
+    torch.set_num_threads(max(1, sm.threads // res.processes))
+    metrics = run_main(run_stage, stage, StageFiles.of_rule(sm), cfg, log_file=sm.log[0])
+    log.info("done: %s", {k: metrics[k] for k in ("valid_accuracy", "steps", "seconds") if k in metrics})
     return metrics

@@ -37,18 +37,12 @@ LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor
 
 @dataclass
 class Task:
-    """What the loop trains: a model, the token count of each training row (batches group
-    similar lengths), and how to build, score and evaluate batches.
-
-    `make_batch(rows, step)` builds the batch of the given row positions (it may use `step`
-    to seed per-step randomness such as MLM masks), every tensor with one row per position;
-    `loss_fn(model, batch)` returns (the sum of the per-item losses, the number of items),
-    items being rows or masked tokens; the loss is their mean over the global batch.
-    `evaluate(model)` returns metrics, the loop's `metric` among them (higher is better).
-    """
+    """What the loop trains. `make_batch(rows, step)`: the batch of those row positions (`step`
+    may seed per-step noise such as MLM masks); `loss_fn`: (sum of the per-item losses, number
+    of items: rows or masked tokens); `evaluate(model)`: metrics, higher is better."""
 
     model: torch.nn.Module
-    lengths: np.ndarray
+    lengths: np.ndarray  # tokens per training row: batches group similar lengths
     make_batch: Callable[[np.ndarray, int], dict[str, torch.Tensor]]
     loss_fn: LossFn
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
@@ -72,20 +66,10 @@ class LoopSettings:
     @classmethod
     def from_config(cls, section: Mapping[str, Any], runtime: Mapping[str, Any], seed: int) -> LoopSettings:
         """A stage's section of the config (mlm, finetune, retrain) and `runtime`."""
-        return cls(
-            epochs=section["epochs"],
-            batch_size=section["batch_size"],
-            lr=section["lr"],
-            head_lr=section.get("head_lr"),
-            weight_decay=section["weight_decay"],
-            warmup_ratio=section["warmup_ratio"],
-            max_grad_norm=section["max_grad_norm"],
-            seed=seed,
-            checkpoint_every=runtime["checkpoint_every"],
-            log_every=runtime["log_every"],
-            device=runtime["device"],
-            precision=runtime["precision"],
-        )
+        ours = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm")
+        run = ("checkpoint_every", "log_every", "device", "precision")
+        stage = {k: section[k] for k in ours} | {k: runtime[k] for k in run}
+        return cls(**stage, head_lr=section.get("head_lr"), seed=seed)
 
 
 class StopRequest:
@@ -111,30 +95,27 @@ class StopRequest:
 
 class Progress:
     """The log line every `log_every` steps: running mean loss, learning rate, speed and the
-    time the stage still needs (evaluations included, at this run's pace)."""
+    time the stage still needs at this run's pace (evaluations included)."""
 
     def __init__(self, total_steps: int, log_every: int, first_step: int) -> None:
-        self.total_steps, self.log_every = total_steps, log_every
-        self.first_step, self.start = first_step, time.perf_counter()
-        self.loss_sum, self.losses = 0.0, 0
+        self.total, self.every, self.first, self.start = (
+            total_steps,
+            log_every,
+            first_step,
+            time.perf_counter(),
+        )
+        self.losses: list[float] = []
 
     def update(self, step: int, epoch: int, loss: float, lr: float) -> None:
-        self.loss_sum += loss
-        self.losses += 1
-        if step % self.log_every:
-            return
-        rate = (step - self.first_step) / max(time.perf_counter() - self.start, 1e-9)
-        left = (self.total_steps - step) / rate
-        log.info(
-            "step %d/%d epoch %d loss %.4f lr %.2e (%.2f steps/s, %s left)",
-            *(step, self.total_steps, epoch, self.loss_sum / self.losses, lr, rate, _duration(left)),
-        )
-        self.loss_sum, self.losses = 0.0, 0
-
-
-def _duration(seconds: float) -> str:
-    minutes, sec = divmod(round(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{sec:02d}s"
+        self.losses.append(loss)
+        if step % self.every == 0:
+            rate = (step - self.first) / max(time.perf_counter() - self.start, 1e-9)
+            minutes, sec = divmod(round((self.total - step) / rate), 60)
+            left = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{sec:02d}s"
+            mean = sum(self.losses) / len(self.losses)
+            speed = f"{rate:.2f} steps/s, {left} left"
+            log.info(f"step {step}/{self.total} epoch {epoch} loss {mean:.4f} lr {lr:.2e} ({speed})")
+            self.losses = []
 
 
 def param_groups(
@@ -214,10 +195,16 @@ def train(
         # an epoch's last step but before its evaluation evaluates it on resume.
         for epoch in range(len(state.history), math.ceil(total_steps / steps_per_epoch)):
             model.train()
-            for rows in epoch_batches(task.lengths, s, epoch, state.step, total_steps):
+            # Batches are a pure function of (seed, epoch): resuming mid-epoch replays nothing.
+            batches = length_grouped_batches(task.lengths, s.batch_size, s.seed, epoch)
+            done = epoch * steps_per_epoch
+            for rows in batches[state.step - done : total_steps - done]:
                 batch = task.make_batch(rows, state.step)  # the global batch, the same on every rank
                 loss = forward_backward(step_model, batch, len(rows), ranks, s.precision)
-                optimizer_step(model, optimizer, scheduler, s.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 state.epoch_loss_sum += loss
                 state.epoch_batches += 1
@@ -262,16 +249,6 @@ def resume_or_start(
     return state
 
 
-def epoch_batches(
-    lengths: np.ndarray, s: LoopSettings, epoch: int, step: int, total_steps: int
-) -> list[np.ndarray]:
-    """The batches of `epoch` still to train from global step `step`: a pure function of
-    (seed, epoch), so resuming mid-epoch replays nothing and skips nothing."""
-    batches = length_grouped_batches(lengths, s.batch_size, s.seed, epoch)
-    done = epoch * len(batches)
-    return batches[step - done : total_steps - done]
-
-
 def forward_backward(
     step_model: torch.nn.Module, batch: dict[str, torch.Tensor], n_rows: int, ranks: Ranks, precision: str
 ) -> float:
@@ -288,23 +265,11 @@ def forward_backward(
     return mean
 
 
-def optimizer_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    max_grad_norm: float,
-) -> None:
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def end_of_epoch(
     task: Task, state: TrainState, epoch: int, ranks: Ranks, checkpoints: CheckpointDir, metric: str
 ) -> None:
-    """Close the epoch's record: mean training loss and, with `task.evaluate`, the valid
-    metrics (rank 0 evaluates, every rank takes its figures) and the best model kept."""
+    """The epoch's record: mean training loss and, with `task.evaluate`, the valid metrics
+    (rank 0 evaluates, every rank takes its figures); the best model is kept."""
     record: dict[str, Any] = {
         "epoch": epoch + 1,
         "step": state.step,
