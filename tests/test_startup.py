@@ -198,14 +198,11 @@ def test_the_minimum_really_trains(tmp_path: Path) -> None:
     3-fold calibration is the strictest consumer) run; one row fewer is what they refuse."""
     cfg = data_config(tmp_path, [min_rows_per_topic(0.15)] * NUM_LABELS, valid_fraction=0.15)
     check_startup(cfg)
-    out = [tmp_path / f"{name}.parquet" for name in ("train", "valid", "test")]
-    counts = preprocess(
-        cfg["data"]["train"], cfg["data"]["test"], *out, valid_fraction=0.15, seed=42, remove_pattern=None
-    )
+    splits = {name: str(tmp_path / f"{name}.parquet") for name in ("train", "valid", "test")}
+    counts = preprocess(cfg["data"]["train"], cfg["data"]["test"], splits, section=cfg["preprocess"], seed=42)
     assert counts == {"train": 3 * NUM_LABELS, "valid": NUM_LABELS, "test": 5}
-    metrics = tfidf_svm_baseline(
-        *map(str, out), str(tmp_path / "m.json"), str(tmp_path / "s.csv"), str(tmp_path / "p.parquet")
-    )
+    outputs = {name: str(tmp_path / name) for name in ("metrics", "submission", "test_probs")}
+    metrics = tfidf_svm_baseline(splits, outputs, section=cfg["baseline"])
     assert metrics["train_rows"] == 3 * NUM_LABELS
 
 
