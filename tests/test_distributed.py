@@ -135,7 +135,7 @@ def test_two_processes_stop_together_and_resume(one_process: Path, tmp_path: Pat
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            script = _script_process(proc.pid, ".mlm_pretrain.py")
+            script = _script_process(proc.pid, ".train.py")  # the mlm_pretrain job: the only one running
             if script and log.is_file() and re.search(r"step \d+/", log.read_text()):
                 os.kill(script, signal.SIGTERM)  # as a local Ctrl-C or a job manager would
                 break
@@ -187,13 +187,13 @@ def test_processes_must_match_gpus() -> None:
 
 
 def test_torchrun_command_one_node() -> None:
-    cmd = torchrun_command("/w/.snakemake/scripts/tmp.finetune.py", 2, 1)
+    cmd = torchrun_command("/w/.snakemake/scripts/tmp.train.py", 2, 1)
     assert cmd[1:] == [
         "-m",
         "torch.distributed.run",
         "--nproc-per-node=2",
         "--standalone",
-        "/w/.snakemake/scripts/tmp.finetune.py",
+        "/w/.snakemake/scripts/tmp.train.py",
     ]
 
 
