@@ -31,6 +31,17 @@ def _check_startup():
 
 _check_startup()
 
+
+def _topic_names():
+    from newstopic.labels import topic_names
+
+    return topic_names(config)
+
+
+# The topic names in topic_idx order (config labels or data.topic_dict), None for ids; checked
+# at start-up. Trained models carry them (id2label), the report shows them.
+TOPIC_NAMES = _topic_names()
+
 RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
@@ -63,7 +74,8 @@ def training_settings(section, engine=None):
     (mlm, finetune or retrain) as `train`, and what every stage shares."""
     return {
         "train": config[section],
-        "model": config["model"],
+        # The classifier's config carries the topic names (model.id2label); a change retrains.
+        "model": {**config["model"], "topic_names": TOPIC_NAMES},
         "runtime": runtime_params(),
         "max_length": config["tokenizer"]["max_length"],
         "seed": config["seed"],
