@@ -74,8 +74,13 @@ def training_settings(section, engine=None):
     (mlm, finetune or retrain) as `train`, and what every stage shares."""
     return {
         "train": config[section],
-        # The classifier's config carries the topic names (model.id2label); a change retrains.
-        "model": {**config["model"], "topic_names": TOPIC_NAMES},
+        # The classifier's config carries the topic names (its id2label): a change retrains
+        # the classifiers, never the MLM encoder, which has no labels.
+        "model": (
+            config["model"]
+            if section == "mlm"
+            else {**config["model"], "topic_names": TOPIC_NAMES}
+        ),
         "runtime": runtime_params(),
         "max_length": config["tokenizer"]["max_length"],
         "seed": config["seed"],
