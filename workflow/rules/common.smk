@@ -153,4 +153,5 @@ def summary_inputs():
 
 
 def final_targets():
-    return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md"]
+    """The submission, the summary and what the report shows (report_targets, report.smk)."""
+    return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md", *report_targets()]

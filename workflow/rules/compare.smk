@@ -75,7 +75,12 @@ rule compare_engines:
         texts=mlm_text_files(),
         tokenizer=f"{RESULTS}/tokenizer",
     output:
-        csv=f"{RESULTS}/compare_engines/engines.csv",
+        csv=report(
+            f"{RESULTS}/compare_engines/engines.csv",
+            caption="../report/engines.rst",
+            category="5. Engines",
+            labels={"what": "loop vs Hugging Face Trainer"},
+        ),
         md=f"{RESULTS}/compare_engines/engines.md",
     log:
         f"{LOGS}/compare_engines/compare.log",
