@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = parser().parse_args(argv)
+    logging.getLogger("newstopic").addHandler(logging.NullHandler())  # the error line is printed once
     if args.titles and args.input:
         parser().error("give headlines as arguments or --input, not both")
     if args.chunk_rows < 1 or args.batch_size < 1:

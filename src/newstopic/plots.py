@@ -28,6 +28,7 @@ matplotlib.use("Agg")  # before pyplot: no display anywhere the rules run
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from newstopic.atomic import atomic_path  # noqa: E402
 
@@ -139,6 +140,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: 
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="valid accuracy", title="valid accuracy")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole (folds' too)
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, path)

@@ -41,7 +41,7 @@ log = logging.getLogger("newstopic")
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.4f")
+        frame.to_csv(tmp, index=False)
 
 
 # --- valid predictions, confusion matrix, per-topic scores ------------------------------------
@@ -73,7 +73,9 @@ def valid_labels_and_predictions(valid_path: str, probs_path: str) -> tuple[np.n
     """True and predicted topics of the valid rows, matched on index."""
     valid = read_split(valid_path, labeled=True)
     probs = read_probs(probs_path)
-    merged = valid[["index", "topic_idx"]].merge(probs, on="index", how="left", validate="1:1")
+    merged = valid[["index", "topic_idx"]].merge(
+        probs[["index", *PROB_COLUMNS]], on="index", how="left", validate="1:1"
+    )
     missing = merged[PROB_COLUMNS[0]].isna()
     if missing.any():
         raise InputError(f"{probs_path}: no prediction for valid index {merged['index'][missing].iat[0]}")
@@ -106,7 +108,8 @@ def per_topic_table(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]
     accuracy = float((y_true == y_pred).mean()) if len(y_true) else float("nan")
     overall = {"topic_idx": "", "topic": "accuracy", "precision": np.nan, "recall": np.nan, "f1": accuracy}
     rows = [macro | {"valid_rows": len(y_true)}, overall | {"valid_rows": len(y_true)}]
-    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    out = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    return out.round({"precision": 4, "recall": 4, "f1": 4}).astype({"valid_rows": "Int64"})
 
 
 def topic_scores(
@@ -187,7 +190,8 @@ def teacher_agreement(teachers: Mapping[str, pd.DataFrame], kept_index: np.ndarr
         rows.append(
             {"teachers": f"{next(iter(chosen))} alone", "test_rows": len(index), "kept_rows": int(kept.sum())}
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.round({c: 4 for c in ("agreement", "agreement_on_kept") if c in table})
 
 
 def pseudo_label_report(
@@ -236,7 +240,10 @@ def summary_table(summary_path: str, table_path: str) -> pd.DataFrame:
             }
         )
     rows.append({"stage": "whole run (all rules)", "wall_s": summary.get("total_wall_s")})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).round({"valid_accuracy": 4, "valid_macro_f1": 4, "wall_s": 1})
+    # Whole numbers stay whole beside the empty cells of the last row (pandas would make floats).
+    table["train_rows"] = table["train_rows"].astype("Int64")
+    table["peak_rss_mb"] = table["peak_rss_mb"].round().astype("Int64")
     write_csv(table, table_path)
     return table
 
