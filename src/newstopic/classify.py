@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import logging
 import re
 import sys
@@ -116,9 +117,11 @@ def read_chunks(args: argparse.Namespace, stdin: TextIO) -> Iterator[Chunk]:
         path = Path(args.input)
         if not path.is_file():
             raise InputError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-        if path.suffix.lower() == ".parquet":
-            return _parquet_chunks(path, args.column, args.chunk_rows)
-        return _csv_chunks(path, args.column, args.chunk_rows)
+        read = _parquet_chunks if path.suffix.lower() == ".parquet" else _csv_chunks
+        chunks = read(path, args.column, args.chunk_rows)
+        # The first chunk now: a wrong file or column is reported before the model loads.
+        first = next(chunks, None)
+        return itertools.chain([first], chunks) if first is not None else iter(())
     if args.titles:
         return (_checked(Chunk(list(args.titles), [f"argument {i + 1}" for i in range(len(args.titles))])),)
     return _batched(stdin, "<stdin>", args.chunk_rows)
@@ -133,8 +136,12 @@ class Classifier:
         problem = path_problem(model_dir, "dir", contains=("config.json",))
         if problem:
             raise ConfigError(f"{model_dir}: {problem}")
+        from transformers.utils import logging as hf_logging
+
         from newstopic.model import NewsTopicClassifier
         from newstopic.tokenization import load_tokenizer
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar between the answers
 
         try:
             self.model = NewsTopicClassifier.from_pretrained(model_dir).to(device).eval()
@@ -161,9 +168,10 @@ def _frame(chunk: Chunk, probs: np.ndarray, names: list[str]) -> pd.DataFrame:
         frame.insert(0, "index", chunk.index)
     frame["topic"] = [names[i] for i in best]
     frame["topic_idx"] = best.astype(np.int64)
-    frame["probability"] = probs[np.arange(len(best)), best].astype(np.float64)
+    # Six decimals: float32 softmax outputs carry no more.
+    frame["probability"] = probs[np.arange(len(best)), best].astype(np.float64).round(6)
     for i, col in enumerate(PROB_COLUMNS):
-        frame[col] = probs[:, i].astype(np.float64)
+        frame[col] = probs[:, i].astype(np.float64).round(6)
     return frame
 
 
