@@ -51,6 +51,13 @@ def hangul_font() -> str | None:
     installed = {f.name for f in font_manager.fontManager.ttflist}
     found = next((name for name in HANGUL_FONTS if name in installed), None)
     if found is None:
+        # matplotlib caches its font list once: a font installed after that is added here.
+        for path in font_manager.findSystemFonts():
+            if any(key in Path(path).name for key in ("Nanum", "NotoSansCJK", "NotoSansKR", "UnDotum")):
+                font_manager.fontManager.addfont(path)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((name for name in HANGUL_FONTS if name in installed), None)
+    if found is None:
         log.warning(
             "no font with Hangul glyphs found (apt-get install fonts-nanum): plots label topics by id"
         )
