@@ -75,11 +75,12 @@ def training_settings(section, engine=None):
     return {
         "train": config[section],
         # The classifier's config carries the topic names (its id2label): a change retrains
-        # the classifiers, never the MLM encoder, which has no labels.
+        # the classifiers, never the MLM encoder, which has no labels. Without names the
+        # params are as before (no rerun of an existing run).
         "model": (
-            config["model"]
-            if section == "mlm"
-            else {**config["model"], "topic_names": TOPIC_NAMES}
+            {**config["model"], "topic_names": TOPIC_NAMES}
+            if TOPIC_NAMES and section != "mlm"
+            else config["model"]
         ),
         "runtime": runtime_params(),
         "max_length": config["tokenizer"]["max_length"],
