@@ -45,7 +45,7 @@ def test_terminal_table(runs: tuple[Path, Path]) -> None:
     out = compare(str(a), str(b))
     assert out.returncode == 0, out.stderr
     params, metrics = out.stdout.split("\nMetrics\n")
-    rows = [line.split() for line in params.splitlines()[3:] if line.strip()]
+    rows = [line.split() for line in params.splitlines()[4:] if line.strip()]
     assert rows == [["finetune.epochs", "1", "2"]], params  # the one parameter that differs
     lines = {
         line.split()[0] + " " + line.split()[1]: line for line in metrics.splitlines()[3:] if line.strip()

@@ -156,3 +156,36 @@ def summary_inputs():
 def final_targets():
     """The submission, the summary and what the report shows (report_targets, report.smk)."""
     return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md", *report_targets()]
+
+
+# --- the report (workflow/rules/report.smk) ---
+def report_caption(name):
+    return f"../report/{name}.rst"
+
+
+def trained_stages():
+    """Stages that train a classifier scored on valid: a confusion matrix and a per-topic table
+    each."""
+    return ["finetune"] + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+
+
+def report_targets():
+    """Every file the report shows (rule all asks for them)."""
+    files = [
+        f"{RESULTS}/report/summary.csv",
+        f"{RESULTS}/report/training_curves.png",
+        f"{RESULTS}/config.yaml",
+    ]
+    for stage in trained_stages():
+        files += [
+            f"{RESULTS}/report/{stage}_confusion.png",
+            f"{RESULTS}/report/{stage}_per_topic.csv",
+        ]
+    if config["mlm"]["enabled"]:
+        files.append(f"{RESULTS}/report/mlm_loss.png")
+    if config["pseudo_label"]["enabled"]:
+        files += [
+            f"{RESULTS}/report/pseudo_labels.png",
+            f"{RESULTS}/report/teacher_agreement.csv",
+        ]
+    return files
