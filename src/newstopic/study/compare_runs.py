@@ -164,7 +164,8 @@ def _delta(value: Any, first: Any) -> str:
         return "="
     if isinstance(value, int) and isinstance(first, int):
         return f"{d:+.0f}"
-    return f"{d:+.4f}" if abs(d) < 10 else f"{d:+.1f}"
+    # The precision the values are printed with (_fmt): seconds and megabytes to 0.1.
+    return f"{d:+.4f}" if max(abs(a), abs(b)) < 10 else f"{d:+.1f}"
 
 
 def metric_rows(runs: Sequence[Run], show_all: bool = False) -> list[tuple[str, list[str]]]:
