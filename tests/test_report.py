@@ -133,3 +133,19 @@ def test_report_in_headless_chromium(run: Path, tmp_path: Path) -> None:
     shown = re.search(r'<img src="data:image/png;[^"]*filename=retrain_confusion.png;base64,', page)
     assert shown, "retrain's confusion matrix is not shown"
     png(shot)
+
+
+def test_loss_by_step_reads_both_engines_logs(tmp_path: Path) -> None:
+    """The loop's progress lines, the hf engine's loss lines (not its eval losses), and a resumed
+    run's lines after an interruption's: a step seen twice keeps its last value."""
+    log = tmp_path / "mlm_pretrain.log"
+    log.write_text(
+        "10:00:00 INFO step 20/60 epoch 0 loss 6.4339 lr 6.73e-04 (10.86 steps/s, 0m03s left)\n"
+        "10:00:01 INFO step 40/60 epoch 0 loss 5.9041 lr 2.88e-04 (12.95 steps/s, 0m01s left)\n"
+        "10:00:02 INFO resumed at step 20 of 60\n"
+        "10:00:03 INFO step 40/60 epoch 0 loss 5.9000 lr 2.88e-04 (11.00 steps/s, 0m01s left)\n"
+        "10:00:04 INFO step 60 epoch 1.00: loss 5.5 learning_rate 0.0001\n"
+        "10:00:05 INFO step 60 epoch 1.00: eval_valid_loss 0.3 eval_valid_accuracy 0.9\n"
+    )
+    assert loss_by_step(log) == ([20, 40, 60], [6.4339, 5.9, 5.5])
+    assert loss_by_step(tmp_path / "absent.log") == ([], [])  # no log: no curve, no failure
