@@ -42,6 +42,7 @@ localrules:
     submission,
     summary,
     compare_engines,
+    engines_table,
     topic_scores,
     learning_curves,
     pseudo_label_plots,

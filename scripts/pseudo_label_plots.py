@@ -11,6 +11,5 @@ run_rule(
     sm.input.rows,
     dict(zip(sm.params.teachers, sm.input.probs, strict=True)),
     sm.params.names,
-    sm.output.png,
-    sm.output.agreement,
+    dict(sm.output.items()),
 )

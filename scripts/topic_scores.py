@@ -11,6 +11,5 @@ run_rule(
     sm.input.valid,
     sm.input.probs,
     sm.params.names,
-    sm.output.table,
-    sm.output.confusion,
+    dict(sm.output.items()),
 )

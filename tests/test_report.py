@@ -109,8 +109,12 @@ def test_report_holds_the_run(run: Path) -> None:
     for text in [*CATEGORIES, "Confusion matrix of", "Per-topic scores of", "Masked-language-model loss"]:
         assert text in html, text
     assert "What the pseudo-labels did" in html and "The configuration that produced this run" in html
-    for name in ["finetune_confusion.png", "retrain_per_topic.csv", "mlm_loss.png", "teacher_agreement.csv"]:
-        assert name in html, name
+    # Tables as HTML pages (the report shows those; a CSV it would only offer as a download).
+    shown = ["finetune_confusion.png", "retrain_per_topic.html", "mlm_loss.png", "teacher_agreement.html"]
+    for name in [*shown, "summary.html", "config.html", "training_curves.png", "pseudo_labels.png"]:
+        assert f"filename={name};" in html, name
+    page = (run / "results" / "report" / "retrain_per_topic.html").read_text(encoding="utf-8")
+    assert all(f"<td>{name}</td>" in page for name in NAMES), page
     # No engines comparison in this run: its category appears only when it was run.
     assert "5. Engines" not in html
 
@@ -133,6 +137,16 @@ def test_report_in_headless_chromium(run: Path, tmp_path: Path) -> None:
     shown = re.search(r'<img src="data:image/png;[^"]*filename=retrain_confusion.png;base64,', page)
     assert shown, "retrain's confusion matrix is not shown"
     png(shot)
+    table = report_view.render(
+        run / "report.html",
+        clicks=[
+            "2. Valid scores by topic",
+            "retrain",
+            "precision, recall, F1 per topic",
+            "css:a[iconname=eye]",
+        ],
+    )
+    assert re.search(r'<iframe src="data:text/html;[^"]*filename=retrain_per_topic.html;', table)
 
 
 def test_loss_by_step_reads_both_engines_logs(tmp_path: Path) -> None:

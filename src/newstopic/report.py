@@ -11,6 +11,7 @@ reproduce bit for bit.
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import re
@@ -42,6 +43,29 @@ log = logging.getLogger("newstopic")
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{ font-family: sans-serif; font-size: 14px; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #eef; }} td:first-child, th:first-child {{ text-align: left; }}
+pre {{ font-size: 13px; }}
+</style></head><body><h3>{title}</h3>
+{body}
+</body></html>
+"""
+
+
+def write_html(path: str | Path, title: str, body: str) -> None:
+    """A small standalone page: Snakemake's report shows HTML (and pictures) in its own view,
+    whereas a CSV or text file is only offered as a download."""
+    write_text(path, _PAGE.format(title=html.escape(title), body=body))
+
+
+def write_html_table(frame: pd.DataFrame, path: str | Path, title: str) -> None:
+    write_html(path, title, frame.to_html(index=False, na_rep="", border=0))
 
 
 # --- valid predictions, confusion matrix, per-topic scores ------------------------------------
@@ -113,16 +137,19 @@ def per_topic_table(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]
 
 
 def topic_scores(
-    stage: str, valid_path: str, probs_path: str, names: Sequence[str] | None, table_path: str, png_path: str
+    stage: str, valid_path: str, probs_path: str, names: Sequence[str] | None, outputs: Mapping[str, str]
 ) -> pd.DataFrame:
-    """The topic_scores rule: per-topic table (CSV) and the confusion matrix (PNG) of a stage."""
+    """The topic_scores rule: a stage's per-topic table (`table` CSV, `html` page) and its
+    confusion matrix (`confusion` PNG)."""
     from sklearn.metrics import confusion_matrix
 
     from newstopic import plots
 
     y_true, y_pred = valid_labels_and_predictions(valid_path, probs_path)
     table = per_topic_table(y_true, y_pred, names)
-    write_csv(table, table_path)
+    write_csv(table, outputs["table"])
+    write_html_table(table, outputs["html"], f"{stage}: precision, recall and F1 per topic on valid")
+    png_path = outputs["confusion"]
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(NUM_LABELS)))
     accuracy = float((y_true == y_pred).mean())
     plots.confusion_matrix(
@@ -199,11 +226,10 @@ def pseudo_label_report(
     rows_path: str,
     teacher_probs: Mapping[str, str],
     names: Sequence[str] | None,
-    png_path: str,
-    agreement_path: str,
+    outputs: Mapping[str, str],
 ) -> None:
-    """The pseudo_label_plots rule: rows kept per topic and the confidence histogram (PNG), the
-    agreement between teachers (CSV)."""
+    """The pseudo_label_plots rule: rows kept per topic and the confidence histogram (`png`), the
+    agreement between teachers (`agreement` CSV, `agreement_html` page)."""
     from newstopic import plots
     from newstopic.pseudo import average_probs
 
@@ -216,12 +242,14 @@ def pseudo_label_report(
     confidence = mean[PROB_COLUMNS].to_numpy().max(1)
     kept_conf = confidence[np.isin(mean["index"].to_numpy(), kept["index"].to_numpy())]
     per_topic = [int(report["per_class"].get(str(i), 0)) for i in range(NUM_LABELS)]
-    plots.pseudo_labels(per_topic, confidence, kept_conf, float(report["threshold"]), names, png_path)
-    write_csv(teacher_agreement(frames, kept["index"].to_numpy()), agreement_path)
+    plots.pseudo_labels(per_topic, confidence, kept_conf, float(report["threshold"]), names, outputs["png"])
+    agreement = teacher_agreement(frames, kept["index"].to_numpy())
+    write_csv(agreement, outputs["agreement"])
+    write_html_table(agreement, outputs["agreement_html"], "Agreement between the pseudo-label teachers")
 
 
 # --- the run summary and the config -----------------------------------------------------------------
-def summary_table(summary_path: str, table_path: str) -> pd.DataFrame:
+def summary_table(summary_path: str, table_path: str, html_path: str) -> pd.DataFrame:
     """results/summary.json as one row per stage: valid accuracy, macro-F1, rows, and the wall
     time and peak memory of the rule that trained it."""
     summary = read_json(summary_path)
@@ -245,11 +273,24 @@ def summary_table(summary_path: str, table_path: str) -> pd.DataFrame:
     table["train_rows"] = table["train_rows"].astype("Int64")
     table["peak_rss_mb"] = table["peak_rss_mb"].round().astype("Int64")
     write_csv(table, table_path)
+    write_html_table(table, html_path, "Run summary: valid scores, time and memory per stage")
     return table
 
 
-def write_run_config(config: Mapping[str, Any], path: str) -> None:
+def write_run_config(config: Mapping[str, Any], path: str, html_path: str) -> None:
     """The validated config of the run, defaults filled in: what produced these results (and
-    what newstopic.study.compare_runs reads to tell two runs' parameters apart)."""
+    what newstopic.study.compare_runs reads to tell two runs' parameters apart); also as a page
+    for the report."""
     header = "# The configuration of this run, every default filled in (written by the run_config rule).\n"
-    write_text(path, header + yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=True))
+    text = header + yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=True)
+    write_text(path, text)
+    write_html(html_path, "The configuration of this run", f"<pre>{html.escape(text)}</pre>")
+
+
+def engines_table(csv_path: str, html_path: str) -> None:
+    """The engines_table rule: compare_engines' table as a page for the report."""
+    try:
+        frame = pd.read_csv(csv_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    write_html_table(frame, html_path, "Training engines: the hand-written loop vs the Hugging Face Trainer")

@@ -172,20 +172,20 @@ def trained_stages():
 def report_targets():
     """Every file the report shows (rule all asks for them)."""
     files = [
-        f"{RESULTS}/report/summary.csv",
+        f"{RESULTS}/report/summary.html",
         f"{RESULTS}/report/training_curves.png",
-        f"{RESULTS}/config.yaml",
+        f"{RESULTS}/report/config.html",
     ]
     for stage in trained_stages():
         files += [
             f"{RESULTS}/report/{stage}_confusion.png",
-            f"{RESULTS}/report/{stage}_per_topic.csv",
+            f"{RESULTS}/report/{stage}_per_topic.html",
         ]
     if config["mlm"]["enabled"]:
         files.append(f"{RESULTS}/report/mlm_loss.png")
     if config["pseudo_label"]["enabled"]:
         files += [
             f"{RESULTS}/report/pseudo_labels.png",
-            f"{RESULTS}/report/teacher_agreement.csv",
+            f"{RESULTS}/report/teacher_agreement.html",
         ]
     return files

@@ -75,12 +75,7 @@ rule compare_engines:
         texts=mlm_text_files(),
         tokenizer=f"{RESULTS}/tokenizer",
     output:
-        csv=report(
-            f"{RESULTS}/compare_engines/engines.csv",
-            caption="../report/engines.rst",
-            category="5. Engines",
-            labels={"what": "loop vs Hugging Face Trainer"},
-        ),
+        csv=f"{RESULTS}/compare_engines/engines.csv",
         md=f"{RESULTS}/compare_engines/engines.md",
     log:
         f"{LOGS}/compare_engines/compare.log",

@@ -34,8 +34,10 @@ rule topic_scores:
         valid=f"{RESULTS}/data/valid.parquet",
         probs=f"{RESULTS}/{{stage}}/valid_probs.parquet",
     output:
-        table=report(
-            f"{RESULTS}/report/{{stage}}_per_topic.csv",
+        table=f"{RESULTS}/report/{{stage}}_per_topic.csv",
+        # The report shows HTML and pictures; a CSV it would only offer as a download.
+        html=report(
+            f"{RESULTS}/report/{{stage}}_per_topic.html",
             caption=report_caption("per_topic"),
             category="2. Valid scores by topic",
             subcategory="{stage}",
@@ -109,8 +111,9 @@ rule pseudo_label_plots:
             category="4. Pseudo-labels",
             labels={"what": "rows kept per topic, confidence"},
         ),
-        agreement=report(
-            f"{RESULTS}/report/teacher_agreement.csv",
+        agreement=f"{RESULTS}/report/teacher_agreement.csv",
+        agreement_html=report(
+            f"{RESULTS}/report/teacher_agreement.html",
             caption=report_caption("teacher_agreement"),
             category="4. Pseudo-labels",
             labels={"what": "agreement between teachers"},
@@ -130,8 +133,9 @@ rule summary_table:
     input:
         f"{RESULTS}/summary.json",
     output:
-        report(
-            f"{RESULTS}/report/summary.csv",
+        table=f"{RESULTS}/report/summary.csv",
+        html=report(
+            f"{RESULTS}/report/summary.html",
             caption=report_caption("summary"),
             category="1. Run summary",
             labels={"what": "valid scores, time and memory per stage"},
@@ -146,8 +150,9 @@ rule summary_table:
 
 rule run_config:
     output:
-        report(
-            f"{RESULTS}/config.yaml",
+        yaml=f"{RESULTS}/config.yaml",
+        html=report(
+            f"{RESULTS}/report/config.html",
             caption=report_caption("config"),
             category="6. Configuration",
             labels={"what": "the config of this run"},
@@ -161,3 +166,23 @@ rule run_config:
         config=config,
     script:
         "../../scripts/run_config.py"
+
+
+# Not part of `all` (compare_engines trains four more models): `snakemake --cores all
+# engines_table`, then `snakemake --report report.html all engines_table`.
+rule engines_table:
+    input:
+        f"{RESULTS}/compare_engines/engines.csv",
+    output:
+        report(
+            f"{RESULTS}/report/engines.html",
+            caption=report_caption("engines"),
+            category="5. Engines",
+            labels={"what": "loop vs Hugging Face Trainer"},
+        ),
+    log:
+        f"{LOGS}/engines_table.log",
+    conda:
+        "../../envs/newstopic.yaml"
+    script:
+        "../../scripts/engines_table.py"
