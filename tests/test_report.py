@@ -101,6 +101,10 @@ def test_summary_table_and_config(run: Path) -> None:
         config["finetune"]["epochs"] == 2 and config["data"]["topic_dict"] == "data/demo/demo_topic_dict.csv"
     )
     assert config["tokenizer"]["max_length"] == 32  # defaults and config files merged
+    # With topic names, the submission still holds Dacon's integer topic_idx.
+    submission = pd.read_csv(run / "results" / "submission.csv")
+    assert list(submission.columns) == ["index", "topic_idx"] and submission["topic_idx"].between(0, 6).all()
+    assert submission["topic_idx"].dtype.kind == "i"
 
 
 def test_report_holds_the_run(run: Path) -> None:
