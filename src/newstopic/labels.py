@@ -29,22 +29,28 @@ def read_topic_dict(path: str | Path) -> list[str]:
     header = [h.strip() for h in rows[0]] if rows else []
     if "topic" not in header or "topic_idx" not in header:
         raise InputError(f"{path}: line 1: the header must name columns topic,topic_idx (found {header})")
-    name_col, id_col = header.index("topic"), header.index("topic_idx")
+    columns = (header.index("topic"), header.index("topic_idx"), len(header))
     names: dict[int, str] = {}
     for line, row in enumerate(rows[1:], start=2):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) != len(header):
-            raise InputError(f"{path}: line {line}: {len(row)} fields, the header has {len(header)}")
-        name, raw_id = row[name_col].strip(), row[id_col].strip()
-        if not raw_id.isdigit() or int(raw_id) >= NUM_LABELS:
-            raise InputError(f"{path}: line {line}: topic_idx {raw_id!r} is not one of 0..{NUM_LABELS - 1}")
-        if not name:
-            raise InputError(f"{path}: line {line}: empty topic name")
-        if int(raw_id) in names:
-            raise InputError(f"{path}: line {line}: topic_idx {raw_id} appears twice")
-        names[int(raw_id)] = name
+        if row and "".join(row).strip():  # blank lines are skipped
+            topic_idx, name = _topic_row(path, line, row, columns)
+            if topic_idx in names:
+                raise InputError(f"{path}: line {line}: topic_idx {topic_idx} appears twice")
+            names[topic_idx] = name
     return _checked(names_in_order(names, str(path)), str(path))
+
+
+def _topic_row(path: str | Path, line: int, row: list[str], columns: tuple[int, int, int]) -> tuple[int, str]:
+    """(topic_idx, name) of one row of a topic_dict.csv, checked."""
+    name_col, id_col, width = columns
+    if len(row) != width:
+        raise InputError(f"{path}: line {line}: {len(row)} fields, the header has {width}")
+    name, raw_id = row[name_col].strip(), row[id_col].strip()
+    if not raw_id.isdigit() or int(raw_id) >= NUM_LABELS:
+        raise InputError(f"{path}: line {line}: topic_idx {raw_id!r} is not one of 0..{NUM_LABELS - 1}")
+    if not name:
+        raise InputError(f"{path}: line {line}: empty topic name")
+    return int(raw_id), name
 
 
 def names_in_order(names: Mapping[int, str], source: str) -> list[str]:
