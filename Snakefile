@@ -22,6 +22,9 @@ if os.path.isdir(_SRC):
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/pretrain.smk"
@@ -30,6 +33,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/report.smk"
 
 
 # Rules that only copy or summarise run where Snakemake runs, never as cluster jobs.
@@ -38,6 +42,12 @@ localrules:
     submission,
     summary,
     compare_engines,
+    engines_table,
+    topic_scores,
+    learning_curves,
+    pseudo_label_plots,
+    summary_table,
+    run_config,
 
 
 rule all:

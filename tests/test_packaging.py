@@ -27,7 +27,9 @@ def test_conda_environment_has_the_package_dependencies() -> None:
     deps = _names(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
     env = yaml.safe_load((REPO / "envs" / "newstopic.yaml").read_text())["dependencies"]
     pip = next(d["pip"] for d in env if isinstance(d, dict))
-    listed = {"torch" if n == "pytorch" else n for n in _names([d for d in env if isinstance(d, str)] + pip)}
+    # conda-forge's names: pytorch; matplotlib-base is matplotlib without a GUI toolkit (Qt).
+    conda_names = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
+    listed = {conda_names.get(n, n) for n in _names([d for d in env if isinstance(d, str)] + pip)}
     assert deps - {"snakemake"} <= listed, deps - listed
     assert not [p for p in pip if p.startswith(("-e", ".", "/"))], "a path breaks in .snakemake/conda/"
 

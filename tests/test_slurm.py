@@ -45,7 +45,12 @@ MAIN_RULES = {
     "retrain",
 }
 # Rules that only copy or summarise run on the submitting machine (localrules), never queued.
-LOCAL_RULES = ["all", "submission", "summary"]
+# The report's tables and plots too (topic_scores once per trained stage); `evaluate` (a forward
+# pass over valid) is a cluster job.
+LOCAL_RULES = sorted(
+    ["all", "submission", "summary", "summary_table", "run_config", "learning_curves", "pseudo_label_plots"]
+    + ["topic_scores"] * 2
+)
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 

@@ -26,6 +26,10 @@ Modules, one concern each (the pipeline; the study tools are in newstopic.study)
     baseline      TF-IDF + LinearSVC yardstick
     metrics       accuracy, macro-F1
     summary       the run summary
+    labels        topic names (config labels or data.topic_dict) for the models and the report
+    report        what `snakemake --report` shows: valid predictions, tables, curves' data
+    plots         the report's pictures (matplotlib, Agg)
+    classify      newstopic-classify: headlines -> topic names from a trained model directory
     demo          the embedded synthetic demo data
 """
 

@@ -68,6 +68,8 @@ def initial_classifier(
         model_cfg["dropout"],
         model_cfg["head_hidden_size"],
         ngrams=model_cfg.get("ngrams"),
+        # The topic names (workflow/rules/common.smk puts them here from labels/data.topic_dict).
+        id2label=dict(enumerate(model_cfg["topic_names"])) if model_cfg.get("topic_names") else None,
     )
 
 

@@ -58,7 +58,7 @@ from newstopic.errors import ConfigError
 from newstopic.finetune import ClassifierTask
 from newstopic.metrics import classification_metrics
 from newstopic.pretrain import MlmTask
-from newstopic.training import LoopSettings, param_groups
+from newstopic.training import LoopSettings, pace, param_groups
 
 log = logging.getLogger("newstopic")
 
@@ -146,17 +146,22 @@ class _NewstopicCallback(TrainerCallback):
         self.log_every = log_every
         self.previous_seconds = previous_seconds
         self.start = time.perf_counter()
+        self.first_step = 0
 
     def train_seconds(self) -> float:
         return self.previous_seconds + time.perf_counter() - self.start
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
         self.start = time.perf_counter()
+        self.first_step = state.global_step  # a resumed run's speed counts its own steps only
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):  # noqa: ANN001, ANN201
         if state.global_step % self.log_every == 0:
             lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else float("nan")
-            log.info("step %d/%d epoch %.2f lr %.2e", state.global_step, state.max_steps, state.epoch, lr)
+            done = state.global_step - self.first_step
+            speed = pace(done, state.max_steps - state.global_step, time.perf_counter() - self.start)
+            step, total = state.global_step, state.max_steps
+            log.info("step %d/%d epoch %.2f lr %.2e (%s)", step, total, state.epoch, lr, speed)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
         shown = {k: v for k, v in (logs or {}).items() if k in _LOGGED}

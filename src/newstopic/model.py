@@ -42,6 +42,10 @@ class NewsTopicConfig(PretrainedConfig):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_labels=num_labels, **kwargs)
+        # label2id from id2label (transformers 5 leaves it None): pipelines and users map a topic
+        # name back to its topic_idx. Also for models saved before it was written.
+        if not getattr(self, "label2id", None) and getattr(self, "id2label", None):
+            self.label2id = {name: int(i) for i, name in self.id2label.items()}
         self.encoder = encoder or {}
         self.pooling = pooling
         self.classifier_dropout = classifier_dropout

@@ -34,6 +34,7 @@ import numpy as np
 
 from newstopic import NUM_LABELS
 from newstopic.errors import ConfigError, InputError
+from newstopic.labels import topic_names
 from newstopic.preprocess import read_raw_csv, sample_per_class, stratified_split
 
 # The baseline's Platt calibration is a 3-fold stratified cross-validation on the training rows
@@ -89,6 +90,7 @@ PATH_RULES: tuple[PathRule, ...] = (
     PathRule("data.test", "file"),
     PathRule("model.name_or_path", "dir", applies=_local_model, contains=("config.json",)),
     PathRule("tokenizer.vocab_file", "file", applies=_vocab_source),
+    PathRule("data.topic_dict", "file", applies=lambda config, value: not config.get("labels")),
 )
 
 
@@ -244,4 +246,5 @@ def check_startup(config: Mapping[str, Any]) -> None:
     """
     check_settings(config)
     check_paths(config)
+    topic_names(config)  # the labels list or the topic_dict file, parsed as the rules will
     check_data(config)

@@ -109,13 +109,21 @@ class Progress:
     def update(self, step: int, epoch: int, loss: float, lr: float) -> None:
         self.losses.append(loss)
         if step % self.every == 0:
-            rate = (step - self.first) / max(time.perf_counter() - self.start, 1e-9)
-            minutes, sec = divmod(round((self.total - step) / rate), 60)
-            left = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{sec:02d}s"
+            speed = pace(step - self.first, self.total - step, time.perf_counter() - self.start)
             mean = sum(self.losses) / len(self.losses)
-            speed = f"{rate:.2f} steps/s, {left} left"
             log.info(f"step {step}/{self.total} epoch {epoch} loss {mean:.4f} lr {lr:.2e} ({speed})")
             self.losses = []
+
+
+def pace(steps_done: int, steps_left: int, seconds: float) -> str:
+    """`x steps/s, 3m20s left`: this run's speed so far (steps since it started or resumed) and
+    the time the stage still needs at that speed. Shared by both engines' progress lines."""
+    rate = steps_done / max(seconds, 1e-9)
+    if rate <= 0:
+        return "0.00 steps/s, time left unknown"
+    minutes, sec = divmod(round(steps_left / rate), 60)
+    left = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{sec:02d}s"
+    return f"{rate:.2f} steps/s, {left} left"
 
 
 def param_groups(

@@ -31,6 +31,17 @@ def _check_startup():
 
 _check_startup()
 
+
+def _topic_names():
+    from newstopic.labels import topic_names
+
+    return topic_names(config)
+
+
+# The topic names in topic_idx order (config labels or data.topic_dict), None for ids; checked
+# at start-up. Trained models carry them (id2label), the report shows them.
+TOPIC_NAMES = _topic_names()
+
 RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
@@ -63,7 +74,14 @@ def training_settings(section, engine=None):
     (mlm, finetune or retrain) as `train`, and what every stage shares."""
     return {
         "train": config[section],
-        "model": config["model"],
+        # The classifier's config carries the topic names (its id2label): a change retrains
+        # the classifiers, never the MLM encoder, which has no labels. Without names the
+        # params are as before (no rerun of an existing run).
+        "model": (
+            {**config["model"], "topic_names": TOPIC_NAMES}
+            if TOPIC_NAMES and section != "mlm"
+            else config["model"]
+        ),
         "runtime": runtime_params(),
         "max_length": config["tokenizer"]["max_length"],
         "seed": config["seed"],
@@ -136,4 +154,38 @@ def summary_inputs():
 
 
 def final_targets():
-    return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md"]
+    """The submission, the summary and what the report shows (report_targets, report.smk)."""
+    return [f"{RESULTS}/submission.csv", f"{RESULTS}/summary.md", *report_targets()]
+
+
+# --- the report (workflow/rules/report.smk) ---
+def report_caption(name):
+    return f"../report/{name}.rst"
+
+
+def trained_stages():
+    """Stages that train a classifier scored on valid: a confusion matrix and a per-topic table
+    each."""
+    return ["finetune"] + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+
+
+def report_targets():
+    """Every file the report shows (rule all asks for them)."""
+    files = [
+        f"{RESULTS}/report/summary.html",
+        f"{RESULTS}/report/training_curves.png",
+        f"{RESULTS}/report/config.html",
+    ]
+    for stage in trained_stages():
+        files += [
+            f"{RESULTS}/report/{stage}_confusion.png",
+            f"{RESULTS}/report/{stage}_per_topic.html",
+        ]
+    if config["mlm"]["enabled"]:
+        files.append(f"{RESULTS}/report/mlm_loss.png")
+    if config["pseudo_label"]["enabled"]:
+        files += [
+            f"{RESULTS}/report/pseudo_labels.png",
+            f"{RESULTS}/report/teacher_agreement.html",
+        ]
+    return files

@@ -17,6 +17,7 @@ import yaml
 
 from newstopic.atomic import write_text
 from newstopic.config import deep_merge, validate_config
+from newstopic.study.compare_runs import compare, read_run
 from newstopic.study.runs import Runner, last_run_wall_s
 from newstopic.study.seed_study import paired_gain, read_seed, run_seed
 
@@ -87,7 +88,10 @@ def results_markdown(
     command: str,
     seeds: dict[int, dict[str, float]] | None = None,
     top_seed: int = 0,
+    comparison: str = "",
 ) -> str:
+    """docs/results.md; `comparison`: the two runs side by side (newstopic.study.compare_runs,
+    Markdown), placed before the config."""
     full, plain = runs["mlm"], runs["no_mlm"]
     rows = [
         ("baseline: TF-IDF char 1-3-grams + LinearSVC", full["stages"]["baseline"], ["baseline"]),
@@ -166,6 +170,8 @@ def results_markdown(
         ]
     if seeds:
         lines += seeds_markdown(full, seeds, top_seed)
+    if comparison:
+        lines += ["The two runs side by side (`python -m newstopic.study.compare_runs`):", "", comparison]
     lines += ["## Config", "", "```yaml", config_text.rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -201,7 +207,10 @@ def run_ablation(
         for s in seeds or []
     }
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in runner.config_files)
-    write_text(out, results_markdown(runs, config_text, command, repeats, top_seed))
+    # The generic comparison of the two runs: the keys that differ and every metric with its
+    # difference (this report's tables above add the rule groups and the seeds' statistics).
+    comparison = compare([read_run(str(workdir / name)) for name in VARIANTS], markdown=True)
+    write_text(out, results_markdown(runs, config_text, command, repeats, top_seed, comparison))
     return runs
 
 
