@@ -30,6 +30,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/cv.smk"
 
 
 # Rules that only copy or summarise run where Snakemake runs, never as cluster jobs.

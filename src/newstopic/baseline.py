@@ -14,8 +14,9 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from newstopic import NUM_LABELS
 from newstopic.atomic import atomic_path, write_json
-from newstopic.formats import PROBS_SCHEMA, probs_frame, read_split, write_parquet
+from newstopic.formats import PROBS_SCHEMA, probs_frame, read_folds, read_split, write_parquet
 from newstopic.metrics import accuracy, macro_f1
 
 log = logging.getLogger("newstopic")
@@ -68,3 +69,36 @@ def tfidf_svm_baseline(
     write_json(outputs["metrics"], metrics)
     log.info("baseline valid accuracy %.4f", metrics["valid_accuracy"])
     return metrics
+
+
+def baseline_fold_predictions(
+    inputs: Mapping[str, str], outputs: Mapping[str, str], *, section: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The baseline_folds rule: the baseline as an ensemble member, refit on the same K folds as
+    the fold models. Fold model k (TF-IDF fit on the other folds, Platt-calibrated SVM) predicts
+    fold k (out-of-fold); valid and test probabilities are the K models' mean, as a training
+    stage's are. `inputs`: train, valid, test, folds; `outputs`: oof, valid, test (parquet)."""
+    train = read_split(inputs["train"], labeled=True)
+    valid = read_split(inputs["valid"], labeled=True)
+    test = read_split(inputs["test"], labeled=False)
+    folds = read_folds(inputs["folds"]).set_index("index").loc[train["index"], "fold"].to_numpy()
+    k = int(folds.max()) + 1
+    oof = np.zeros((len(train), NUM_LABELS))
+    valid_p, test_p = np.zeros((len(valid), NUM_LABELS)), np.zeros((len(test), NUM_LABELS))
+    for fold in range(k):
+        rows = folds != fold
+        vectorizer = tfidf_vectorizer(section["analyzer"], section["ngram_max"])
+        x = vectorizer.fit_transform(train["title"][rows])
+        clf = calibrated_svm(x, train["topic_idx"].to_numpy()[rows], section["c"])
+        oof[~rows] = clf.predict_proba(vectorizer.transform(train["title"][~rows]))
+        valid_p += clf.predict_proba(vectorizer.transform(valid["title"])) / k
+        test_p += clf.predict_proba(vectorizer.transform(test["title"])) / k
+    for name, frame, probs in (("oof", train, oof), ("valid", valid, valid_p), ("test", test, test_p)):
+        rows_probs = probs_frame(frame["index"].to_numpy(), probs.astype("float32"))
+        write_parquet(rows_probs, outputs[name], PROBS_SCHEMA)
+    scores = {
+        "oof_accuracy": accuracy(train["topic_idx"], oof.argmax(1)),
+        "valid_accuracy": accuracy(valid["topic_idx"], valid_p.argmax(1)),
+    }
+    log.info("baseline on %d folds: %s", k, scores)
+    return scores

@@ -35,10 +35,16 @@ RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
 SCRATCH = config["runtime"]["scratch_dir"]
+# K-fold cross-validation (config cv.folds): off (0) leaves the DAG as it was without it.
+CV_FOLDS = config["cv"]["folds"]
+CV = CV_FOLDS >= 2
+FOLDS = f"{RESULTS}/cv/folds.parquet"
+ENSEMBLE = config["ensemble"]["enabled"]
 
 
 wildcard_constraints:
     stage="finetune|retrain",
+    fold=r"\d+",
 
 
 def scratch(rule_name):
@@ -90,6 +96,65 @@ def encoder_param(wildcards, input):
     return input.encoder[0] if input.encoder else config["model"]["name_or_path"]
 
 
+def stage_dir(stage):
+    """Where a training stage's job writes: results/<stage>, or with folds one directory per
+    fold job (a {fold} wildcard)."""
+    return f"{RESULTS}/{stage}/fold{{fold}}" if CV else f"{RESULTS}/{stage}"
+
+
+def job_name(stage):
+    """A training job's log and benchmark name: the rule's, with folds + _fold{fold}."""
+    return f"{stage}_fold{{fold}}" if CV else stage
+
+
+def stage_scratch(stage):
+    """A training job's checkpoints: each fold job its own directory."""
+    if CV:
+        return lambda wildcards: f"{SCRATCH}/{stage}_fold{wildcards.fold}"
+    return scratch(stage)
+
+
+# What only a fold job has: empty dicts without folds, so a default run's rules (inputs,
+# outputs, params) stay exactly what they were.
+def fold_inputs():
+    return {"folds": FOLDS, "test": f"{RESULTS}/data/test.parquet"} if CV else {}
+
+
+def fold_outputs(stage):
+    kinds = ("oof_probs", "valid_probs", "test_probs")
+    return {k: f"{stage_dir(stage)}/{k}.parquet" for k in kinds} if CV else {}
+
+
+def fold_params():
+    return {"fold": lambda wildcards: int(wildcards.fold)} if CV else {}
+
+
+def fold_files(stage, name):
+    """The K fold jobs' files `name` of a stage (fold_average's inputs)."""
+    return [f"{RESULTS}/{stage}/fold{k}/{name}" for k in range(CV_FOLDS)]
+
+
+def member_files(member):
+    """An ensemble member's out-of-fold, valid and test probabilities."""
+    if member == "baseline":  # the baseline refit on the folds (rule baseline_folds)
+        return {k: f"{RESULTS}/baseline/cv/{k}_probs.parquet" for k in ("oof", "valid", "test")}
+    return {
+        "oof": f"{RESULTS}/{member}/cv/oof_probs.parquet",
+        "valid": f"{RESULTS}/{member}/cv/valid_probs.parquet",
+        "test": f"{RESULTS}/{member}/test_probs.parquet",
+    }
+
+
+def ensemble_inputs(kind):
+    return [member_files(m)[kind] for m in config["ensemble"]["members"]]
+
+
+def final_submission():
+    if ENSEMBLE:
+        return f"{RESULTS}/ensemble/submission.csv"
+    return f"{RESULTS}/{final_stage()}/submission.csv"
+
+
 def final_stage():
     return "retrain" if config["pseudo_label"]["enabled"] else "finetune"
 
@@ -97,7 +162,8 @@ def final_stage():
 def summary_stages():
     """Stages whose metrics.json the run summary reads."""
     stages = ["baseline", "finetune"]
-    return stages + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+    stages += ["retrain"] if config["pseudo_label"]["enabled"] else []
+    return stages + (["ensemble"] if ENSEMBLE else [])
 
 
 def benchmarked_rules(wildcards=None):

@@ -4,13 +4,15 @@ rule finetune:
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
+        **fold_inputs(),
     output:
-        model=directory(f"{RESULTS}/finetune/model"),
-        metrics=f"{RESULTS}/finetune/metrics.json",
+        model=directory(f"{stage_dir('finetune')}/model"),
+        metrics=f"{stage_dir('finetune')}/metrics.json",
+        **fold_outputs("finetune"),
     log:
-        f"{LOGS}/finetune.log",
+        f"{LOGS}/{job_name('finetune')}.log",
     benchmark:
-        f"{BENCHMARKS}/finetune.tsv"
+        f"{BENCHMARKS}/{job_name('finetune')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
@@ -19,7 +21,8 @@ rule finetune:
     params:
         settings=training_settings("finetune"),
         encoder=encoder_param,
-        scratch=scratch("finetune"),
+        scratch=stage_scratch("finetune"),
+        **fold_params(),
     script:
         "../../scripts/train.py"
 
@@ -58,13 +61,15 @@ rule retrain:
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
+        **fold_inputs(),
     output:
-        model=directory(f"{RESULTS}/retrain/model"),
-        metrics=f"{RESULTS}/retrain/metrics.json",
+        model=directory(f"{stage_dir('retrain')}/model"),
+        metrics=f"{stage_dir('retrain')}/metrics.json",
+        **fold_outputs("retrain"),
     log:
-        f"{LOGS}/retrain.log",
+        f"{LOGS}/{job_name('retrain')}.log",
     benchmark:
-        f"{BENCHMARKS}/retrain.tsv"
+        f"{BENCHMARKS}/{job_name('retrain')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
@@ -73,6 +78,7 @@ rule retrain:
     params:
         settings=training_settings("retrain"),
         encoder=encoder_param,
-        scratch=scratch("retrain"),
+        scratch=stage_scratch("retrain"),
+        **fold_params(),
     script:
         "../../scripts/train.py"

@@ -1,0 +1,92 @@
+# K-fold cross-validation and the ensemble (config cv.folds, ensemble): none of these rules
+# is in the DAG when cv.folds is 0.
+
+
+rule make_folds:
+    input:
+        train=f"{RESULTS}/data/train.parquet",
+    output:
+        FOLDS,
+    localrule: True
+    log:
+        f"{LOGS}/make_folds.log",
+    conda:
+        "../../envs/newstopic.yaml"
+    params:
+        folds=CV_FOLDS,
+        seed=config["seed"],
+    script:
+        "../../scripts/make_folds.py"
+
+
+if CV:
+
+    # A stage's K fold models as one: out-of-fold predictions of every training row, the mean
+    # of their valid and test probabilities, the stage's submission and metrics.
+    rule fold_average:
+        input:
+            folds=FOLDS,
+            valid=f"{RESULTS}/data/valid.parquet",
+            oof=fold_files("{stage}", "oof_probs.parquet"),
+            valid_probs=fold_files("{stage}", "valid_probs.parquet"),
+            test_probs=fold_files("{stage}", "test_probs.parquet"),
+            metrics=fold_files("{stage}", "metrics.json"),
+        output:
+            oof=f"{RESULTS}/{{stage}}/cv/oof_probs.parquet",
+            valid_probs=f"{RESULTS}/{{stage}}/cv/valid_probs.parquet",
+            test_probs=f"{RESULTS}/{{stage}}/test_probs.parquet",
+            submission=f"{RESULTS}/{{stage}}/submission.csv",
+            metrics=f"{RESULTS}/{{stage}}/metrics.json",
+        localrule: True
+        log:
+            f"{LOGS}/fold_average_{{stage}}.log",
+        conda:
+            "../../envs/newstopic.yaml"
+        script:
+            "../../scripts/fold_average.py"
+
+
+rule baseline_folds:
+    input:
+        train=f"{RESULTS}/data/train.parquet",
+        valid=f"{RESULTS}/data/valid.parquet",
+        test=f"{RESULTS}/data/test.parquet",
+        folds=FOLDS,
+    output:
+        **member_files("baseline"),
+    log:
+        f"{LOGS}/baseline_folds.log",
+    benchmark:
+        f"{BENCHMARKS}/baseline_folds.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    params:
+        baseline=config["baseline"],
+    script:
+        "../../scripts/baseline_folds.py"
+
+
+rule ensemble:
+    input:
+        folds=FOLDS,
+        valid=f"{RESULTS}/data/valid.parquet",
+        oof=ensemble_inputs("oof"),
+        valid_probs=ensemble_inputs("valid"),
+        test_probs=ensemble_inputs("test"),
+    output:
+        metrics=f"{RESULTS}/ensemble/metrics.json",
+        report=f"{RESULTS}/ensemble/report.md",
+        oof=f"{RESULTS}/ensemble/oof_probs.parquet",
+        valid_probs=f"{RESULTS}/ensemble/valid_probs.parquet",
+        test_probs=f"{RESULTS}/ensemble/test_probs.parquet",
+        submission=f"{RESULTS}/ensemble/submission.csv",
+    log:
+        f"{LOGS}/ensemble.log",
+    benchmark:
+        f"{BENCHMARKS}/ensemble.tsv"
+    conda:
+        "../../envs/newstopic.yaml"
+    params:
+        members=config["ensemble"]["members"],
+    script:
+        "../../scripts/ensemble.py"
