@@ -44,31 +44,35 @@ from newstopic.metrics import classification_metrics
 log = logging.getLogger("newstopic")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
 def fit_weights(oof: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     """Convex weights (>= 0, sum 1) of the members' OOF probabilities (each [rows, classes])
-    minimising the mixture's mean log-loss on `labels`. Deterministic: parametrised as a
-    softmax, started at equal weights, fit by L-BFGS with the exact gradient."""
+    minimising the mixture's mean log-loss on `labels`. Deterministic: SLSQP on the simplex
+    from equal weights, with the exact gradient; a single member (a vertex, where the optimum
+    often lies) is taken when the fit stopped short of it."""
     labels = np.asarray(labels)
     # Only the true class's probability enters the log-loss: one [members, rows] matrix.
     p_true = np.stack([np.clip(p[np.arange(len(labels)), labels], 1e-12, None) for p in oof])
 
-    def loss_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
-        w = _softmax(z)
-        mix = w @ p_true
-        g_w = -(p_true / mix).mean(axis=1)  # d loss / d w
-        return float(-np.log(mix).mean()), w * (g_w - w @ g_w)  # chain rule through the softmax
+    def loss(w: np.ndarray) -> float:
+        return float(-np.log(np.clip(w @ p_true, 1e-12, None)).mean())
 
-    if len(oof) == 1:
-        return np.ones(1)
-    result = minimize(loss_and_grad, np.zeros(len(oof)), jac=True, method="L-BFGS-B")
-    weights = _softmax(result.x)
-    weights[weights < 1e-6] = 0.0  # a member the fit turned off is shown as off
-    return weights / weights.sum()
+    def grad(w: np.ndarray) -> np.ndarray:
+        return -(p_true / np.clip(w @ p_true, 1e-12, None)).mean(axis=1)
+
+    m = len(oof)
+    result = minimize(
+        loss,
+        np.full(m, 1 / m),
+        jac=grad,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(m)}],
+        options={"ftol": 1e-12, "maxiter": 500},
+    )
+    weights = np.clip(result.x, 0.0, None)
+    weights = weights / weights.sum()
+    candidates = [weights, *np.eye(m)]
+    return min(candidates, key=loss)  # the first of equals: the fit unless a vertex is better
 
 
 def _aligned(path: str, index: np.ndarray) -> np.ndarray:
@@ -95,7 +99,8 @@ def ensemble_report(metrics: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     rows = [*metrics["members"], {"name": "equal weights", **metrics["equal_weights"]}]
-    rows.append({"name": "**ensemble**", "weight": 1.0, **{k: metrics[k] for k in metrics["members"][0]}})
+    scores = [k for k in metrics["equal_weights"]]
+    rows.append({"name": "**ensemble**", "weight": 1.0, **{k: metrics[k] for k in scores}})
     for r in rows:
         weight = f"{r['weight']:.3f}" if "weight" in r else ""
         lines.append(
