@@ -137,7 +137,10 @@ def fold_files(stage, name):
 def member_files(member):
     """An ensemble member's out-of-fold, valid and test probabilities."""
     if member == "baseline":  # the baseline refit on the folds (rule baseline_folds)
-        return {k: f"{RESULTS}/baseline/cv/{k}_probs.parquet" for k in ("oof", "valid", "test")}
+        return {
+            k: f"{RESULTS}/baseline/cv/{k}_probs.parquet"
+            for k in ("oof", "valid", "test")
+        }
     return {
         "oof": f"{RESULTS}/{member}/cv/oof_probs.parquet",
         "valid": f"{RESULTS}/{member}/cv/valid_probs.parquet",

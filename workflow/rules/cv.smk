@@ -7,9 +7,9 @@ rule make_folds:
         train=f"{RESULTS}/data/train.parquet",
     output:
         FOLDS,
-    localrule: True
     log:
         f"{LOGS}/make_folds.log",
+    localrule: True
     conda:
         "../../envs/newstopic.yaml"
     params:
@@ -37,9 +37,9 @@ if CV:
             test_probs=f"{RESULTS}/{{stage}}/test_probs.parquet",
             submission=f"{RESULTS}/{{stage}}/submission.csv",
             metrics=f"{RESULTS}/{{stage}}/metrics.json",
-        localrule: True
         log:
             f"{LOGS}/fold_average_{{stage}}.log",
+        localrule: True
         conda:
             "../../envs/newstopic.yaml"
         script:

@@ -1,14 +1,14 @@
 rule finetune:
     input:
+        **fold_inputs(),
         train=[f"{RESULTS}/data/train.parquet"],
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
-        **fold_inputs(),
     output:
+        **fold_outputs("finetune"),
         model=directory(f"{stage_dir('finetune')}/model"),
         metrics=f"{stage_dir('finetune')}/metrics.json",
-        **fold_outputs("finetune"),
     log:
         f"{LOGS}/{job_name('finetune')}.log",
     benchmark:
@@ -19,10 +19,10 @@ rule finetune:
     resources:
         **resources_of("finetune"),
     params:
+        **fold_params(),
         settings=training_settings("finetune"),
         encoder=encoder_param,
         scratch=stage_scratch("finetune"),
-        **fold_params(),
     script:
         "../../scripts/train.py"
 
@@ -54,6 +54,7 @@ rule pseudo_label:
 
 rule retrain:
     input:
+        **fold_inputs(),
         train=[
             f"{RESULTS}/data/train.parquet",
             f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
@@ -61,11 +62,10 @@ rule retrain:
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
-        **fold_inputs(),
     output:
+        **fold_outputs("retrain"),
         model=directory(f"{stage_dir('retrain')}/model"),
         metrics=f"{stage_dir('retrain')}/metrics.json",
-        **fold_outputs("retrain"),
     log:
         f"{LOGS}/{job_name('retrain')}.log",
     benchmark:
@@ -76,9 +76,9 @@ rule retrain:
     resources:
         **resources_of("retrain"),
     params:
+        **fold_params(),
         settings=training_settings("retrain"),
         encoder=encoder_param,
         scratch=stage_scratch("retrain"),
-        **fold_params(),
     script:
         "../../scripts/train.py"
