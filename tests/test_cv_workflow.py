@@ -1,12 +1,14 @@
-"""K-fold cross-validation and the ensemble in the real workflow (config cv.folds, ensemble):
-one Snakemake run of the demo with K=3 fold jobs per training stage and an ensemble of the
-fine-tuned folds, the retrained folds and the baseline, shared by the tests of this module;
-dry runs for what a change reruns; the default (cv off) DAG as it was."""
+"""K-fold cross-validation, the ensemble and pseudo-label rounds in the real workflow (config
+cv.folds, ensemble, pseudo_label.rounds): one Snakemake run of the demo with K=3 fold jobs per
+training stage and 2 rounds, each round's ensemble of the fine-tuned folds, that round's
+retrained folds and the baseline, shared by the tests of this module; dry runs for what a
+change reruns; the default (cv off) DAG as it was."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,9 @@ CV = {
     "mlm": {"epochs": 2},
     "finetune": {"epochs": 3},
     "retrain": {"epochs": 2},
-    "pseudo_label": {"soft": True, "threshold": 0.0},
+    "pseudo_label": {"soft": True, "threshold": 0.0, "rounds": 2},
 }
+ROUNDS = 2
 # The default demo's jobs, before folds existed.
 DEFAULT_JOBS = {
     "preprocess",
@@ -70,8 +73,11 @@ def test_fold_jobs_and_out_of_fold_rows(cv_run: Path) -> None:
     valid = read_split(res / "data" / "valid.parquet", labeled=True)
     folds = read_folds(res / "cv" / "folds.parquet")
     assert sorted(folds["index"]) == sorted(train["index"]) and set(folds["fold"]) == set(range(K))
-    pseudo = pd.read_parquet(res / "pseudo_label" / "pseudo_labels.parquet")
-    for stage, extra in (("finetune", 0), ("retrain", len(pseudo))):
+    stages = [("finetune", "finetune", 0)]
+    for r in range(1, ROUNDS + 1):
+        pseudo = pd.read_parquet(res / f"round{r}" / "pseudo_label" / "pseudo_labels.parquet")
+        stages.append((f"round{r}/retrain", f"retrain_round{r}", len(pseudo)))
+    for stage, job, extra in stages:
         seen = []
         for k in range(K):
             fold_dir = res / stage / f"fold{k}"
@@ -82,8 +88,8 @@ def test_fold_jobs_and_out_of_fold_rows(cv_run: Path) -> None:
             assert m["fold"] == k and m["fold_rows"] == len(oof)
             assert m["train_rows"] == len(train) - len(oof) + extra
             assert sorted(read_probs(fold_dir / "valid_probs.parquet")["index"]) == sorted(valid["index"])
-            assert (wf / "logs" / f"{stage}_fold{k}.log").is_file()
-            assert (wf / "benchmarks" / f"{stage}_fold{k}.tsv").is_file()
+            assert (wf / "logs" / f"{job}_fold{k}.log").is_file()
+            assert (wf / "benchmarks" / f"{job}_fold{k}.tsv").is_file()
             seen += oof["index"].tolist()
         assert sorted(seen) == sorted(train["index"])  # OOF rows = the training rows, once each
         stage_oof = read_probs(res / stage / "cv" / "oof_probs.parquet")
@@ -102,19 +108,46 @@ def test_fold_jobs_and_out_of_fold_rows(cv_run: Path) -> None:
     assert not any((wf / "scratch").glob("*/step-*"))
 
 
-def test_ensemble_is_the_submission(cv_run: Path) -> None:
+def test_rounds_and_the_ensemble_submission(cv_run: Path) -> None:
     res = cv_run / "results"
-    m = json.loads((res / "ensemble" / "metrics.json").read_text())
-    assert list(m["weights"]) == CV["ensemble"]["members"]
-    assert abs(sum(m["weights"].values()) - 1) < 1e-6 and min(m["weights"].values()) >= 0
-    assert m["oof_loss"] <= min(r["oof_loss"] for r in m["members"]) + 1e-6
-    assert m["valid_accuracy"] > 0.8  # chance is 1/7
-    assert (res / "submission.csv").read_bytes() == (res / "ensemble" / "submission.csv").read_bytes()
+    for r in range(ROUNDS + 1):
+        m = json.loads((res / f"round{r}" / "ensemble" / "metrics.json").read_text())
+        # Round 0 (the first teacher) is the ensemble before any retraining.
+        members = ["finetune", "baseline"] if r == 0 else CV["ensemble"]["members"]
+        assert list(m["weights"]) == members, r
+        assert abs(sum(m["weights"].values()) - 1) < 1e-6 and min(m["weights"].values()) >= 0
+        assert m["oof_loss"] <= min(x["oof_loss"] for x in m["members"]) + 1e-6
+        assert m["valid_accuracy"] > 0.8  # chance is 1/7
+        assert "**ensemble**" in (res / f"round{r}" / "ensemble" / "report.md").read_text()
+        if r:  # round r's teacher: round r-1's ensemble, and nothing else
+            report = json.loads((res / f"round{r}" / "pseudo_label" / "report.json").read_text())
+            assert report["teachers"] == [f"results/round{r - 1}/ensemble/test_probs.parquet"]
+    final = res / f"round{ROUNDS}" / "ensemble" / "submission.csv"
+    assert (res / "submission.csv").read_bytes() == final.read_bytes()
     summary = json.loads((res / "summary.json").read_text())
-    assert set(summary["stages"]) == {"baseline", "finetune", "retrain", "ensemble"}
-    assert {"finetune_fold0", "retrain_fold2", "baseline_folds", "ensemble"} <= set(summary["rules"])
-    assert "**ensemble**" in (res / "ensemble" / "report.md").read_text()
+    assert set(summary["stages"]) == {
+        "baseline",
+        "finetune",
+        *(f"round{r}/retrain" for r in range(1, ROUNDS + 1)),
+        *(f"round{r}/ensemble" for r in range(ROUNDS + 1)),
+    }
+    assert {"finetune_fold0", "retrain_round2_fold2", "ensemble_round2"} <= set(summary["rules"])
+    rounds = summary["rounds"]
+    assert [r["round"] for r in rounds] == list(range(ROUNDS + 1))
+    ensembles = [summary["stages"][f"round{r}/ensemble"]["valid_accuracy"] for r in range(ROUNDS + 1)]
+    assert [r["valid_accuracy"] for r in rounds] == ensembles
+    assert rounds[2]["gain"] == pytest.approx(ensembles[2] - ensembles[1])
+    assert 0 <= rounds[2]["agreement"] <= 1 and 0 < rounds[1]["valid_se"] < 0.1
+    assert "| round |" in (res / "summary.md").read_text()
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(run_snakemake(cv_run, "-n", config=CV))
+
+
+FOLD_JOBS_PER_ROUND = {"pseudo_label": 1, "retrain": K, "fold_average": 1, "ensemble": 1}
+
+
+def rounds_jobs(first: int, last: int) -> Counter:
+    """The jobs of rounds first..last (pseudo-labels, retrained folds, their mean, ensemble)."""
+    return Counter({job: n * (last - first + 1) for job, n in FOLD_JOBS_PER_ROUND.items()})
 
 
 @pytest.mark.parametrize(
@@ -123,27 +156,26 @@ def test_ensemble_is_the_submission(cv_run: Path) -> None:
         # Other folds: every fold job and what follows, not the split, tokenizer, MLM or baseline.
         (
             {"cv": {"folds": 2}},
-            {
-                "make_folds",
-                "finetune",
-                "fold_average",
-                "pseudo_label",
-                "retrain",
-                "baseline_folds",
-                "ensemble",
-            },
+            Counter(make_folds=1, finetune=2, baseline_folds=1, fold_average=3, ensemble=3)
+            + Counter({"pseudo_label": 2, "retrain": 4}),
         ),
-        # Other members: only the ensemble (and the submission and summary it feeds).
-        ({"ensemble": {"members": ["finetune", "baseline"]}}, {"ensemble"}),
-        ({"ensemble": {"members": ["retrain"]}}, {"ensemble"}),
-        # Pseudo-labels: the retrained folds and what follows, not the fine-tuned folds.
-        ({"pseudo_label": {"threshold": 0.5}}, {"pseudo_label", "retrain", "fold_average", "ensemble"}),
+        # Dropping the baseline: round 0's ensemble changes, so every round follows.
+        ({"ensemble": {"members": ["finetune", "retrain"]}}, rounds_jobs(1, ROUNDS) + Counter(ensemble=1)),
+        # Dropping retrain: round 0's members are the same, so it stays; rounds 1.. follow.
+        (
+            {"ensemble": {"members": ["finetune", "baseline"]}},
+            Counter(ensemble=2) + rounds_jobs(2, 2) - Counter(ensemble=1),
+        ),
+        # Pseudo-label settings: every round, not the fine-tuned folds or round 0.
+        ({"pseudo_label": {"threshold": 0.5}}, rounds_jobs(1, ROUNDS)),
+        # One more round: its jobs only.
+        ({"pseudo_label": {"rounds": 3}}, rounds_jobs(3, 3)),
     ],
 )
-def test_a_change_reruns_what_it_affects(cv_run: Path, change: dict, rerun: set[str]) -> None:
+def test_a_change_reruns_what_it_affects(cv_run: Path, change: dict, rerun: Counter) -> None:
     config = {**CV, **{k: {**CV.get(k, {}), **v} for k, v in change.items()}}
-    jobs = set(jobs_of(run_snakemake(cv_run, "-n", config=config)))
-    assert jobs == rerun | {"submission", "summary", "all"}, (change, jobs)
+    jobs = Counter(jobs_of(run_snakemake(cv_run, "-n", config=config)))
+    assert jobs == rerun + Counter(submission=1, summary=1, all=1), change
 
 
 def test_lint_passes_with_folds(cv_run: Path) -> None:

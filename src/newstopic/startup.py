@@ -246,8 +246,20 @@ def check_cv(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "key 'ensemble.enabled': its weights are fit on out-of-fold predictions; set cv.folds >= 2"
         )
-    if ensemble["enabled"] and "retrain" in ensemble["members"] and not config["pseudo_label"]["enabled"]:
+    pseudo = config["pseudo_label"]
+    if ensemble["enabled"] and "retrain" in ensemble["members"] and not pseudo["enabled"]:
         raise ConfigError("key 'ensemble.members': retrain is a member but pseudo_label.enabled is false")
+    if pseudo["rounds"] >= 2:
+        if not (ensemble["enabled"] and pseudo["enabled"]):
+            raise ConfigError(
+                "key 'pseudo_label.rounds': round r's teacher is round r-1's ensemble; "
+                "set pseudo_label.enabled and ensemble.enabled (with cv.folds >= 2)"
+            )
+        if set(ensemble["members"]) == {"retrain"}:
+            raise ConfigError(
+                "key 'ensemble.members': with pseudo_label.rounds >= 2 round 0's ensemble needs "
+                "a member other than retrain (finetune or baseline)"
+            )
 
 
 def check_startup(config: Mapping[str, Any]) -> None:

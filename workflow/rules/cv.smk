@@ -74,19 +74,19 @@ rule ensemble:
         valid_probs=ensemble_inputs("valid"),
         test_probs=ensemble_inputs("test"),
     output:
-        metrics=f"{RESULTS}/ensemble/metrics.json",
-        report=f"{RESULTS}/ensemble/report.md",
-        oof=f"{RESULTS}/ensemble/oof_probs.parquet",
-        valid_probs=f"{RESULTS}/ensemble/valid_probs.parquet",
-        test_probs=f"{RESULTS}/ensemble/test_probs.parquet",
-        submission=f"{RESULTS}/ensemble/submission.csv",
+        metrics=f"{ensemble_dir()}/metrics.json",
+        report=f"{ensemble_dir()}/report.md",
+        oof=f"{ensemble_dir()}/oof_probs.parquet",
+        valid_probs=f"{ensemble_dir()}/valid_probs.parquet",
+        test_probs=f"{ensemble_dir()}/test_probs.parquet",
+        submission=f"{ensemble_dir()}/submission.csv",
     log:
-        f"{LOGS}/ensemble.log",
+        f"{LOGS}/ensemble{'_round{round}' if MULTI_ROUND else ''}.log",
     benchmark:
-        f"{BENCHMARKS}/ensemble.tsv"
+        f"{BENCHMARKS}/ensemble{'_round{round}' if MULTI_ROUND else ''}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:
-        members=config["ensemble"]["members"],
+        members=ensemble_param(),
     script:
         "../../scripts/ensemble.py"

@@ -29,18 +29,15 @@ rule finetune:
 
 rule pseudo_label:
     input:
-        probs=[
-            f"{RESULTS}/{teacher}/test_probs.parquet"
-            for teacher in config["pseudo_label"]["teachers"]
-        ],
+        probs=teacher_probs(),
         test=f"{RESULTS}/data/test.parquet",
     output:
-        rows=f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
-        report=f"{RESULTS}/pseudo_label/report.json",
+        rows=f"{pseudo_dir()}/pseudo_labels.parquet",
+        report=f"{pseudo_dir()}/report.json",
     log:
-        f"{LOGS}/pseudo_label.log",
+        f"{LOGS}/{job_name('pseudo_label')}.log",
     benchmark:
-        f"{BENCHMARKS}/pseudo_label.tsv"
+        f"{BENCHMARKS}/{job_name('pseudo_label')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:
@@ -57,7 +54,7 @@ rule retrain:
         **fold_inputs(),
         train=[
             f"{RESULTS}/data/train.parquet",
-            f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
+            f"{pseudo_dir()}/pseudo_labels.parquet",
         ],
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
