@@ -149,3 +149,39 @@ def test_stale_folds_file_is_refused(demo_split: dict[str, str], tmp_path: Path)
     bad.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(InputError, match="numbered 0..K-1"):
         read_folds(tmp_path / "bad.parquet")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cv": {"folds": 1}}, "key 'cv.folds': 1 fold leaves nothing to train on"),
+        ({"ensemble": {"enabled": True}}, "key 'ensemble.enabled': its weights are fit on out-of-fold"),
+        (
+            {
+                "cv": {"folds": 3},
+                "ensemble": {"enabled": True, "members": ["retrain"]},
+                "pseudo_label": {"enabled": False},
+            },
+            "key 'ensemble.members': retrain is a member but pseudo_label.enabled is false",
+        ),
+        ({"cv": {"folds": 3}, "pseudo_label": {"rounds": 2}}, "key 'pseudo_label.rounds'"),
+        (
+            {
+                "cv": {"folds": 3},
+                "ensemble": {"enabled": True, "members": ["retrain"]},
+                "pseudo_label": {"rounds": 2},
+            },
+            "round 0's ensemble needs a member other than retrain",
+        ),
+    ],
+)
+def test_inconsistent_cv_settings_stop_at_startup(config: dict, message: str) -> None:
+    from newstopic.errors import ConfigError
+    from newstopic.startup import check_cv
+
+    with pytest.raises(ConfigError) as err:
+        check_cv(validate_config(config))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    check_cv(
+        validate_config({"cv": {"folds": 3}, "ensemble": {"enabled": True}, "pseudo_label": {"rounds": 3}})
+    )
