@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+from snakemake.iocontainers import Wildcards
+
 from newstopic.config import coerce_overrides, validate_config
 from newstopic.resources import job_resources
 from newstopic.errors import ConfigError
@@ -45,10 +47,11 @@ ENSEMBLE = config["ensemble"]["enabled"]
 # round r's teacher being round r-1's ensemble (round 0: the ensemble without retrain).
 ROUNDS = config["pseudo_label"]["rounds"]
 MULTI_ROUND = ROUNDS >= 2
+ROUND_STAGES = r"|round\d+/retrain" if MULTI_ROUND else ""  # fold_average's {stage}
 
 
 wildcard_constraints:
-    stage="finetune|retrain" + (r"|round\d+/retrain" if MULTI_ROUND else ""),
+    stage=f"finetune|retrain{ROUND_STAGES}",
     fold=r"\d+",
     round=r"\d+",
 
@@ -127,9 +130,7 @@ def job_name(stage):
 def stage_scratch(stage):
     """A training job's checkpoints: each fold (and round) job its own directory."""
     if CV or rounds_of(stage):
-        return lambda wildcards: f"{SCRATCH}/" + job_name(stage).format(
-            **dict(wildcards.items())
-        )
+        return lambda w: f"{SCRATCH}/{job_name(stage).format(**dict(w.items()))}"
     return scratch(stage)
 
 
@@ -263,8 +264,15 @@ def benchmarked_rules(wildcards=None):
                 seen.add((producer.name, path))
                 wildcards = match.groupdict()
                 for need in producer.input:
-                    # (an input function: a plain function, or a file flagged as one)
-                    if isinstance(need, str) and not need.is_callable():
+                    if callable(need):  # an input function (with rounds: of {round})
+                        found_paths = need(Wildcards(fromdict=wildcards))
+                        for p in (
+                            [found_paths]
+                            if isinstance(found_paths, str)
+                            else found_paths
+                        ):
+                            visit(p)
+                    elif not need.is_callable():
                         visit(str(need.apply_wildcards(wildcards)))
                 if producer.benchmark:
                     bench = str(producer.benchmark.apply_wildcards(wildcards))
