@@ -27,11 +27,14 @@ def tfidf_vectorizer(analyzer: str, ngram_max: int) -> TfidfVectorizer:
     return TfidfVectorizer(analyzer=analyzer, ngram_range=(1, ngram_max), sublinear_tf=True)
 
 
-def calibrated_svm(x_train: spmatrix, labels: np.ndarray, c: float) -> CalibratedClassifierCV:
+def calibrated_svm(
+    x_train: spmatrix, labels: np.ndarray, c: float, random_state: int | None = None
+) -> CalibratedClassifierCV:
     """The LinearSVC with probabilities. An SVM has margins, not probabilities: Platt scaling
     fitted by 3-fold CV on the training rows (nothing else is seen) turns them into
     probabilities another model's can be averaged with."""
-    return CalibratedClassifierCV(LinearSVC(C=c), cv=3, method="sigmoid").fit(x_train, labels)
+    svm = LinearSVC(C=c, random_state=random_state)
+    return CalibratedClassifierCV(svm, cv=3, method="sigmoid").fit(x_train, labels)
 
 
 def tfidf_svm_baseline(
@@ -89,7 +92,9 @@ def baseline_fold_predictions(
         rows = folds != fold
         vectorizer = tfidf_vectorizer(section["analyzer"], section["ngram_max"])
         x = vectorizer.fit_transform(train["title"][rows])
-        clf = calibrated_svm(x, train["topic_idx"].to_numpy()[rows], section["c"])
+        # A fixed random_state (LinearSVC's coordinate descent shuffles): the same folds give
+        # the same probabilities, so a rerun ensemble is byte-identical.
+        clf = calibrated_svm(x, train["topic_idx"].to_numpy()[rows], section["c"], random_state=0)
         oof[~rows] = clf.predict_proba(vectorizer.transform(train["title"][~rows]))
         valid_p += clf.predict_proba(vectorizer.transform(valid["title"])) / k
         test_p += clf.predict_proba(vectorizer.transform(test["title"])) / k
