@@ -9,7 +9,8 @@ run_rule(
     write_summary,
     dict(zip(sm.params.stages, sm.input.metrics, strict=True)),
     dict(zip(sm.params.rules, sm.input.benchmarks, strict=True)),
-    sm.input.pseudo[0] if sm.input.pseudo else None,
+    sm.input.pseudo[-1] if sm.input.pseudo else None,  # with rounds: the last round's
     sm.output.json,
     sm.output.md,
+    list(sm.input.rounds),  # with rounds: each round's pseudo-labels
 )

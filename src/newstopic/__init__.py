@@ -23,7 +23,9 @@ Modules, one concern each (the pipeline; the study tools are in newstopic.study)
     hf_engine     the same tasks trained by the Hugging Face Trainer
     predict       batched, streaming inference and the Dacon submission
     pseudo        pseudo-label selection
-    baseline      TF-IDF + LinearSVC yardstick
+    baseline      TF-IDF + LinearSVC yardstick (and refit on the K folds)
+    folds         K-fold cross-validation of the train split; a stage's fold models as one
+    ensemble      convex weights of members' probabilities, fit on out-of-fold rows only
     metrics       accuracy, macro-F1
     summary       the run summary
     labels        topic names (config labels or data.topic_dict) for the models and the report

@@ -14,8 +14,9 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from newstopic import NUM_LABELS
 from newstopic.atomic import atomic_path, write_json
-from newstopic.formats import PROBS_SCHEMA, probs_frame, read_split, write_parquet
+from newstopic.formats import PROBS_SCHEMA, probs_frame, read_folds, read_split, write_parquet
 from newstopic.metrics import accuracy, macro_f1
 
 log = logging.getLogger("newstopic")
@@ -26,11 +27,14 @@ def tfidf_vectorizer(analyzer: str, ngram_max: int) -> TfidfVectorizer:
     return TfidfVectorizer(analyzer=analyzer, ngram_range=(1, ngram_max), sublinear_tf=True)
 
 
-def calibrated_svm(x_train: spmatrix, labels: np.ndarray, c: float) -> CalibratedClassifierCV:
+def calibrated_svm(
+    x_train: spmatrix, labels: np.ndarray, c: float, random_state: int | None = None
+) -> CalibratedClassifierCV:
     """The LinearSVC with probabilities. An SVM has margins, not probabilities: Platt scaling
     fitted by 3-fold CV on the training rows (nothing else is seen) turns them into
     probabilities another model's can be averaged with."""
-    return CalibratedClassifierCV(LinearSVC(C=c), cv=3, method="sigmoid").fit(x_train, labels)
+    svm = LinearSVC(C=c, random_state=random_state)
+    return CalibratedClassifierCV(svm, cv=3, method="sigmoid").fit(x_train, labels)
 
 
 def tfidf_svm_baseline(
@@ -68,3 +72,38 @@ def tfidf_svm_baseline(
     write_json(outputs["metrics"], metrics)
     log.info("baseline valid accuracy %.4f", metrics["valid_accuracy"])
     return metrics
+
+
+def baseline_fold_predictions(
+    inputs: Mapping[str, str], outputs: Mapping[str, str], *, section: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The baseline_folds rule: the baseline as an ensemble member, refit on the same K folds as
+    the fold models. Fold model k (TF-IDF fit on the other folds, Platt-calibrated SVM) predicts
+    fold k (out-of-fold); valid and test probabilities are the K models' mean, as a training
+    stage's are. `inputs`: train, valid, test, folds; `outputs`: oof, valid, test (parquet)."""
+    train = read_split(inputs["train"], labeled=True)
+    valid = read_split(inputs["valid"], labeled=True)
+    test = read_split(inputs["test"], labeled=False)
+    folds = read_folds(inputs["folds"]).set_index("index").loc[train["index"], "fold"].to_numpy()
+    k = int(folds.max()) + 1
+    oof = np.zeros((len(train), NUM_LABELS))
+    valid_p, test_p = np.zeros((len(valid), NUM_LABELS)), np.zeros((len(test), NUM_LABELS))
+    for fold in range(k):
+        rows = folds != fold
+        vectorizer = tfidf_vectorizer(section["analyzer"], section["ngram_max"])
+        x = vectorizer.fit_transform(train["title"][rows])
+        # A fixed random_state (LinearSVC's coordinate descent shuffles): the same folds give
+        # the same probabilities, so a rerun ensemble is byte-identical.
+        clf = calibrated_svm(x, train["topic_idx"].to_numpy()[rows], section["c"], random_state=0)
+        oof[~rows] = clf.predict_proba(vectorizer.transform(train["title"][~rows]))
+        valid_p += clf.predict_proba(vectorizer.transform(valid["title"])) / k
+        test_p += clf.predict_proba(vectorizer.transform(test["title"])) / k
+    for name, frame, probs in (("oof", train, oof), ("valid", valid, valid_p), ("test", test, test_p)):
+        rows_probs = probs_frame(frame["index"].to_numpy(), probs.astype("float32"))
+        write_parquet(rows_probs, outputs[name], PROBS_SCHEMA)
+    scores = {
+        "oof_accuracy": accuracy(train["topic_idx"], oof.argmax(1)),
+        "valid_accuracy": accuracy(valid["topic_idx"], valid_p.argmax(1)),
+    }
+    log.info("baseline on %d folds: %s", k, scores)
+    return scores

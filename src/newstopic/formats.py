@@ -4,6 +4,7 @@
     pseudo-labels (soft)  ... + prob_0..prob_6, the teachers'       (SOFT_LABELED_SCHEMA)
     test parquet          index, title, title_raw                  (UNLABELED_SCHEMA)
     probabilities         index, prob_0..prob_6, topic_idx         (PROBS_SCHEMA)
+    folds                 index, topic_idx, fold (0..K-1)           (FOLDS_SCHEMA)
     benchmark TSV         Snakemake's: s, max_rss, ...             (read_benchmark)
 
 Every reader checks what it reads and reports a bad file in one line (InputError).
@@ -42,6 +43,8 @@ UNLABELED_SCHEMA = pa.schema([("index", pa.int64()), ("title", pa.string()), ("t
 PROBS_SCHEMA = pa.schema(
     [("index", pa.int64())] + [(c, pa.float32()) for c in PROB_COLUMNS] + [("topic_idx", pa.int64())]
 )
+# K-fold cross-validation of the train split (newstopic.folds): one row per train-split row.
+FOLDS_SCHEMA = pa.schema([("index", pa.int64()), ("topic_idx", pa.int64()), ("fold", pa.int64())])
 
 PathLike = str | os.PathLike[str]
 
@@ -126,6 +129,17 @@ def probs_frame(index: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
 def read_probs(path: PathLike) -> pd.DataFrame:
     """A probabilities parquet (index + prob_* columns), checked."""
     return _read_table(path, ["index", *PROB_COLUMNS]).to_pandas()
+
+
+def read_folds(path: PathLike) -> pd.DataFrame:
+    """A folds parquet, checked: folds numbered 0..K-1 (K >= 2), none empty."""
+    frame = _read_table(path, FOLDS_SCHEMA.names).select(FOLDS_SCHEMA.names).to_pandas()
+    folds = np.unique(frame["fold"].to_numpy())
+    if len(folds) < 2 or not np.array_equal(folds, np.arange(len(folds))):
+        raise InputError(f"{path}: folds must be numbered 0..K-1 (K >= 2), each with rows")
+    if frame["index"].duplicated().any():
+        raise InputError(f"{path}: index {frame['index'][frame['index'].duplicated()].iat[0]} appears twice")
+    return frame
 
 
 def read_json(path: PathLike) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from newstopic import distributed
 from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
 from newstopic.errors import run_main
-from newstopic.finetune import classifier_task
+from newstopic.finetune import classifier_task, write_fold_predictions
 from newstopic.logs import setup_logging
 from newstopic.pretrain import mlm_task
 from newstopic.tokenization import load_tokenizer
@@ -42,6 +42,14 @@ class StageFiles:
     scratch: str  # resumable checkpoints: not an output, Snakemake would delete it
     valid: str | None = None
     encoder: str | None = None  # the encoder to start from (None: random init from model.arch)
+    # A fold model (config cv.folds): the folds file, its fold, the test split, and its outputs
+    # (out-of-fold, valid and test probabilities); all None otherwise.
+    folds: str | None = None
+    fold: int | None = None
+    test: str | None = None
+    oof_probs: str | None = None
+    valid_probs: str | None = None
+    test_probs: str | None = None
 
     @classmethod
     def of_rule(cls, sm: Any) -> StageFiles:
@@ -54,6 +62,12 @@ class StageFiles:
             model=sm.output.model,
             metrics=sm.output.metrics,
             scratch=sm.params.scratch,
+            folds=sm.input.get("folds"),
+            fold=sm.params.get("fold"),
+            test=sm.input.get("test"),
+            oof_probs=sm.output.get("oof_probs"),
+            valid_probs=sm.output.get("valid_probs"),
+            test_probs=sm.output.get("test_probs"),
         )
 
 
@@ -75,8 +89,11 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
     # A checkpoint is resumed only by a run of the same parameters and input files.
     params = {k: cfg[k] for k in ("model", "train", "max_length")}
     params |= {"stage": stage, "precision": settings.precision, "seed": seed, "encoder": files.encoder}
+    if files.folds is not None:
+        params["fold"] = files.fold
     encoder = [files.encoder] if files.encoder and Path(files.encoder).exists() else []  # not a hub id
     inputs = [*files.train, *([files.valid] if files.valid else []), files.tokenizer, *encoder]
+    inputs += [files.folds] if files.folds else []
     checkpoints = CheckpointDir(
         files.scratch, fingerprint(params, inputs), cfg["runtime"]["keep_checkpoints"]
     )
@@ -93,8 +110,10 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
         "train_seconds": round(state.train_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    metrics["history"] = state.history
+    metrics.setdefault("history", state.history)
     if distributed.is_main():  # one writer; every rank holds the same weights
+        if files.folds is not None:  # the fold model's predictions, its valid scores reported
+            metrics |= write_fold_predictions(task, files, cfg["max_length"])
         save_pretrained_dir(files.model, task.model, tokenizer)
         write_json(files.metrics, metrics)
         checkpoints.clear()

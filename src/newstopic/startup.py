@@ -239,12 +239,38 @@ def check_settings(config: Mapping[str, Any]) -> None:
             ) from None
 
 
+def check_cv(config: Mapping[str, Any]) -> None:
+    """Folds and ensemble settings that only make sense together."""
+    folds, ensemble = config["cv"]["folds"], config["ensemble"]
+    if folds == 1:
+        raise ConfigError("key 'cv.folds': 1 fold leaves nothing to train on; use 0 (off) or K >= 2")
+    if ensemble["enabled"] and folds < 2:
+        raise ConfigError(
+            "key 'ensemble.enabled': its weights are fit on out-of-fold predictions; set cv.folds >= 2"
+        )
+    pseudo = config["pseudo_label"]
+    if ensemble["enabled"] and "retrain" in ensemble["members"] and not pseudo["enabled"]:
+        raise ConfigError("key 'ensemble.members': retrain is a member but pseudo_label.enabled is false")
+    if pseudo["rounds"] >= 2:
+        if not (ensemble["enabled"] and pseudo["enabled"]):
+            raise ConfigError(
+                "key 'pseudo_label.rounds': round r's teacher is round r-1's ensemble; "
+                "set pseudo_label.enabled and ensemble.enabled (with cv.folds >= 2)"
+            )
+        if set(ensemble["members"]) == {"retrain"}:
+            raise ConfigError(
+                "key 'ensemble.members': with pseudo_label.rounds >= 2 round 0's ensemble needs "
+                "a member other than retrain (finetune or baseline)"
+            )
+
+
 def check_startup(config: Mapping[str, Any]) -> None:
     """Every start-up check, cheapest first; `config` is validated with defaults filled in.
 
     Raises a NewstopicError (one line) at the first problem. Called from workflow/rules/common.smk.
     """
     check_settings(config)
+    check_cv(config)
     check_paths(config)
     topic_names(config)  # the labels list or the topic_dict file, parsed as the rules will
     check_data(config)

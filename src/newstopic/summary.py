@@ -5,15 +5,43 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from newstopic.atomic import write_json, write_text
 from newstopic.formats import read_benchmark
 
 
+def rounds_table(stages: dict[str, dict[str, Any]], pseudo_labels: list[str]) -> list[dict[str, Any]]:
+    """Per pseudo-label round r (0 = before any): its ensemble's valid accuracy and standard
+    error, the gain over round r-1, and how many of round r's pseudo-labels (argmax) agree with
+    round r-1's. `stages` holds round<r>/ensemble metrics; `pseudo_labels` rounds 1..N's rows."""
+    labels = [
+        pd.read_parquet(p, columns=["index", "topic_idx"]).set_index("index")["topic_idx"]
+        for p in pseudo_labels
+    ]
+    rows: list[dict[str, Any]] = []
+    for r in range(len(pseudo_labels) + 1):
+        m = stages[f"round{r}/ensemble"]
+        acc, n = m["valid_accuracy"], m["valid_rows"]
+        row = {"round": r, "valid_accuracy": acc, "valid_se": math.sqrt(acc * (1 - acc) / n)}
+        row["gain"] = acc - rows[-1]["valid_accuracy"] if rows else None
+        row["agreement"] = None
+        if r >= 2:  # rows both rounds labelled (all of them with threshold 0)
+            now, before = labels[r - 1].align(labels[r - 2], join="inner")
+            row["agreement"] = float((now == before).mean()) if len(now) else None
+        rows.append(row)
+    return rows
+
+
 def build_summary(
-    metrics_files: dict[str, str], benchmark_files: dict[str, str], pseudo_report: str | None
+    metrics_files: dict[str, str],
+    benchmark_files: dict[str, str],
+    pseudo_report: str | None,
+    pseudo_labels: list[str] | None = None,
 ) -> dict[str, Any]:
     stages = {name: json.loads(Path(p).read_text()) for name, p in metrics_files.items()}
     rules = {name: read_benchmark(p) for name, p in benchmark_files.items()}
@@ -28,6 +56,8 @@ def build_summary(
     }
     if pseudo_report:
         summary["pseudo_label"] = json.loads(Path(pseudo_report).read_text())
+    if pseudo_labels:
+        summary["rounds"] = rounds_table(stages, pseudo_labels)
     return summary
 
 
@@ -48,6 +78,18 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"Pseudo-labels: {p['accepted']} of {p['test_rows']} test rows "
             f"({p['acceptance_rate']:.1%}) at threshold {p['threshold']}.",
         ]
+    if "rounds" in summary:
+        lines += [
+            "",
+            "| round | ensemble valid accuracy | SE | gain | agreement with previous labels |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in summary["rounds"]:
+            gain = "" if r["gain"] is None else f"{r['gain']:+.4f}"
+            agree = "" if r["agreement"] is None else f"{r['agreement']:.1%}"
+            lines.append(
+                f"| {r['round']} | {r['valid_accuracy']:.4f} | {r['valid_se']:.4f} | {gain} | {agree} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -57,8 +99,9 @@ def write_summary(
     pseudo_report: str | None,
     json_path: str,
     md_path: str,
+    pseudo_labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    summary = build_summary(metrics_files, benchmark_files, pseudo_report)
+    summary = build_summary(metrics_files, benchmark_files, pseudo_report, pseudo_labels)
     write_json(json_path, summary)
     write_text(md_path, summary_markdown(summary))
     logging.getLogger("newstopic").info("summary: %s", summary["stages"])

@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+from snakemake.iocontainers import Wildcards
+
 from newstopic.config import coerce_overrides, validate_config
 from newstopic.resources import job_resources
 from newstopic.errors import ConfigError
@@ -46,10 +48,23 @@ RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
 SCRATCH = config["runtime"]["scratch_dir"]
+# K-fold cross-validation (config cv.folds): off (0) leaves the DAG as it was without it.
+CV_FOLDS = config["cv"]["folds"]
+CV = CV_FOLDS >= 2
+FOLDS = f"{RESULTS}/cv/folds.parquet"
+ENSEMBLE = config["ensemble"]["enabled"]
+# Pseudo-label rounds (config pseudo_label.rounds): with N >= 2 every round r = 1..N has its own
+# pseudo_label, retrain fold jobs and ensemble under results/round<r>/ (a {round} wildcard),
+# round r's teacher being round r-1's ensemble (round 0: the ensemble without retrain).
+ROUNDS = config["pseudo_label"]["rounds"]
+MULTI_ROUND = ROUNDS >= 2
+ROUND_STAGES = r"|round\d+/retrain" if MULTI_ROUND else ""  # fold_average's {stage}
 
 
 wildcard_constraints:
-    stage="finetune|retrain",
+    stage=f"finetune|retrain{ROUND_STAGES}",
+    fold=r"\d+",
+    round=r"\d+",
 
 
 def scratch(rule_name):
@@ -108,6 +123,124 @@ def encoder_param(wildcards, input):
     return input.encoder[0] if input.encoder else config["model"]["name_or_path"]
 
 
+def rounds_of(stage):
+    """Whether a stage's jobs are per round: retrain (and pseudo_label) with rounds >= 2."""
+    return MULTI_ROUND and stage in ("retrain", "pseudo_label")
+
+
+def stage_dir(stage):
+    """Where a training stage's job writes: results/<stage>, with rounds under round{round}/,
+    with folds one directory per fold job (a {fold} wildcard)."""
+    base = (
+        f"{RESULTS}/round{{round}}/{stage}"
+        if rounds_of(stage)
+        else f"{RESULTS}/{stage}"
+    )
+    return f"{base}/fold{{fold}}" if CV else base
+
+
+def job_name(stage):
+    """A job's log and benchmark name: the rule's, + _round{round} and _fold{fold}."""
+    name = f"{stage}_round{{round}}" if rounds_of(stage) else stage
+    return f"{name}_fold{{fold}}" if CV and stage != "pseudo_label" else name
+
+
+def stage_scratch(stage):
+    """A training job's checkpoints: each fold (and round) job its own directory."""
+    if CV or rounds_of(stage):
+        return lambda w: f"{SCRATCH}/{job_name(stage).format(**dict(w.items()))}"
+    return scratch(stage)
+
+
+def pseudo_dir():
+    return (
+        f"{RESULTS}/round{{round}}/pseudo_label"
+        if MULTI_ROUND
+        else f"{RESULTS}/pseudo_label"
+    )
+
+
+def ensemble_dir(round_=None):
+    """The ensemble's folder: results/ensemble, or with rounds results/round<r>/ensemble."""
+    if not MULTI_ROUND:
+        return f"{RESULTS}/ensemble"
+    return f"{RESULTS}/round{'{round}' if round_ is None else round_}/ensemble"
+
+
+def teacher_probs():
+    """The pseudo-label teachers' test probabilities: those config pseudo_label.teachers
+    names, or with rounds round r-1's ensemble (an input function of {round})."""
+    if MULTI_ROUND:
+        return lambda wildcards: [
+            f"{ensemble_dir(int(wildcards.round) - 1)}/test_probs.parquet"
+        ]
+    return [
+        f"{RESULTS}/{t}/test_probs.parquet" for t in config["pseudo_label"]["teachers"]
+    ]
+
+
+# What only a fold job has: empty dicts without folds, so a default run's rules (inputs,
+# outputs, params) stay exactly what they were.
+def fold_inputs():
+    return {"folds": FOLDS, "test": f"{RESULTS}/data/test.parquet"} if CV else {}
+
+
+def fold_outputs(stage):
+    kinds = ("oof_probs", "valid_probs", "test_probs")
+    return {k: f"{stage_dir(stage)}/{k}.parquet" for k in kinds} if CV else {}
+
+
+def fold_params():
+    return {"fold": lambda wildcards: int(wildcards.fold)} if CV else {}
+
+
+def fold_files(stage, name):
+    """The K fold jobs' files `name` of a stage (fold_average's inputs)."""
+    return [f"{RESULTS}/{stage}/fold{k}/{name}" for k in range(CV_FOLDS)]
+
+
+def member_files(member, round_=None):
+    """An ensemble member's out-of-fold, valid and test probabilities (retrain: of round_)."""
+    if member == "retrain" and MULTI_ROUND:
+        member = f"round{round_}/retrain"
+    if member == "baseline":  # the baseline refit on the folds (rule baseline_folds)
+        return {
+            k: f"{RESULTS}/baseline/cv/{k}_probs.parquet"
+            for k in ("oof", "valid", "test")
+        }
+    return {
+        "oof": f"{RESULTS}/{member}/cv/oof_probs.parquet",
+        "valid": f"{RESULTS}/{member}/cv/valid_probs.parquet",
+        "test": f"{RESULTS}/{member}/test_probs.parquet",
+    }
+
+
+def ensemble_members(round_=None):
+    """The configured members; with rounds, round 0 (before any retraining) has no retrain."""
+    members = config["ensemble"]["members"]
+    return [m for m in members if not (MULTI_ROUND and round_ == 0 and m == "retrain")]
+
+
+def ensemble_inputs(kind):
+    if MULTI_ROUND:
+        return lambda w: [
+            member_files(m, int(w.round))[kind] for m in ensemble_members(int(w.round))
+        ]
+    return [member_files(m)[kind] for m in ensemble_members()]
+
+
+def ensemble_param():
+    if MULTI_ROUND:
+        return lambda w: ensemble_members(int(w.round))
+    return ensemble_members()
+
+
+def final_submission():
+    if ENSEMBLE:
+        return f"{ensemble_dir(ROUNDS if MULTI_ROUND else None)}/submission.csv"
+    return f"{RESULTS}/{final_stage()}/submission.csv"
+
+
 def final_stage():
     return "retrain" if config["pseudo_label"]["enabled"] else "finetune"
 
@@ -115,7 +248,22 @@ def final_stage():
 def summary_stages():
     """Stages whose metrics.json the run summary reads."""
     stages = ["baseline", "finetune"]
-    return stages + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+    if MULTI_ROUND:
+        stages += [f"round{r}/retrain" for r in range(1, ROUNDS + 1)]
+        return stages + [f"round{r}/ensemble" for r in range(ROUNDS + 1)]
+    stages += ["retrain"] if config["pseudo_label"]["enabled"] else []
+    return stages + (["ensemble"] if ENSEMBLE else [])
+
+
+def pseudo_reports():
+    """The pseudo-label report(s) the summary shows: one per round."""
+    if not config["pseudo_label"]["enabled"]:
+        return []
+    if MULTI_ROUND:
+        return [
+            f"{RESULTS}/round{r}/pseudo_label/report.json" for r in range(1, ROUNDS + 1)
+        ]
+    return [f"{RESULTS}/pseudo_label/report.json"]
 
 
 def benchmarked_rules(wildcards=None):
@@ -134,7 +282,15 @@ def benchmarked_rules(wildcards=None):
                 seen.add((producer.name, path))
                 wildcards = match.groupdict()
                 for need in producer.input:
-                    if not need.is_callable():
+                    if callable(need):  # an input function (with rounds: of {round})
+                        found_paths = need(Wildcards(fromdict=wildcards))
+                        for p in (
+                            [found_paths]
+                            if isinstance(found_paths, str)
+                            else found_paths
+                        ):
+                            visit(p)
+                    elif not need.is_callable():
                         visit(str(need.apply_wildcards(wildcards)))
                 if producer.benchmark:
                     bench = str(producer.benchmark.apply_wildcards(wildcards))
@@ -147,10 +303,9 @@ def benchmarked_rules(wildcards=None):
 
 def summary_inputs():
     """Metrics of every stage and the pseudo-label report: what the run summary reads."""
-    files = [f"{RESULTS}/{stage}/metrics.json" for stage in summary_stages()]
-    if config["pseudo_label"]["enabled"]:
-        files.append(f"{RESULTS}/pseudo_label/report.json")
-    return files
+    return [
+        f"{RESULTS}/{stage}/metrics.json" for stage in summary_stages()
+    ] + pseudo_reports()
 
 
 def final_targets():

@@ -2,11 +2,12 @@ rule summary:
     input:
         metrics=[f"{RESULTS}/{stage}/metrics.json" for stage in summary_stages()],
         benchmarks=lambda wildcards: list(benchmarked_rules().values()),
-        pseudo=(
-            [f"{RESULTS}/pseudo_label/report.json"]
-            if config["pseudo_label"]["enabled"]
-            else []
-        ),
+        pseudo=pseudo_reports(),
+        rounds=[
+            f"{RESULTS}/round{r}/pseudo_label/pseudo_labels.parquet"
+            for r in range(1, ROUNDS + 1)
+            if MULTI_ROUND
+        ],
     output:
         json=f"{RESULTS}/summary.json",
         md=f"{RESULTS}/summary.md",
@@ -15,6 +16,7 @@ rule summary:
     conda:
         "../../envs/newstopic.yaml"
     params:
+        **({"rounds": ROUNDS} if MULTI_ROUND else {}),
         stages=summary_stages(),
         rules=lambda wildcards: list(benchmarked_rules()),
     script:

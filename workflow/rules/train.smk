@@ -1,43 +1,43 @@
 rule finetune:
     input:
+        **fold_inputs(),
         train=[f"{RESULTS}/data/train.parquet"],
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
     output:
-        model=directory(f"{RESULTS}/finetune/model"),
-        metrics=f"{RESULTS}/finetune/metrics.json",
+        **fold_outputs("finetune"),
+        model=directory(f"{stage_dir('finetune')}/model"),
+        metrics=f"{stage_dir('finetune')}/metrics.json",
     log:
-        f"{LOGS}/finetune.log",
+        f"{LOGS}/{job_name('finetune')}.log",
     benchmark:
-        f"{BENCHMARKS}/finetune.tsv"
+        f"{BENCHMARKS}/{job_name('finetune')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
         **resources_of("finetune"),
     params:
+        **fold_params(),
         settings=training_settings("finetune"),
         encoder=encoder_param,
-        scratch=scratch("finetune"),
+        scratch=stage_scratch("finetune"),
     script:
         "../../scripts/train.py"
 
 
 rule pseudo_label:
     input:
-        probs=[
-            f"{RESULTS}/{teacher}/test_probs.parquet"
-            for teacher in config["pseudo_label"]["teachers"]
-        ],
+        probs=teacher_probs(),
         test=f"{RESULTS}/data/test.parquet",
     output:
-        rows=f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
-        report=f"{RESULTS}/pseudo_label/report.json",
+        rows=f"{pseudo_dir()}/pseudo_labels.parquet",
+        report=f"{pseudo_dir()}/report.json",
     log:
-        f"{LOGS}/pseudo_label.log",
+        f"{LOGS}/{job_name('pseudo_label')}.log",
     benchmark:
-        f"{BENCHMARKS}/pseudo_label.tsv"
+        f"{BENCHMARKS}/{job_name('pseudo_label')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     params:
@@ -51,28 +51,31 @@ rule pseudo_label:
 
 rule retrain:
     input:
+        **fold_inputs(),
         train=[
             f"{RESULTS}/data/train.parquet",
-            f"{RESULTS}/pseudo_label/pseudo_labels.parquet",
+            f"{pseudo_dir()}/pseudo_labels.parquet",
         ],
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
         encoder=encoder_input(),
     output:
-        model=directory(f"{RESULTS}/retrain/model"),
-        metrics=f"{RESULTS}/retrain/metrics.json",
+        **fold_outputs("retrain"),
+        model=directory(f"{stage_dir('retrain')}/model"),
+        metrics=f"{stage_dir('retrain')}/metrics.json",
     log:
-        f"{LOGS}/retrain.log",
+        f"{LOGS}/{job_name('retrain')}.log",
     benchmark:
-        f"{BENCHMARKS}/retrain.tsv"
+        f"{BENCHMARKS}/{job_name('retrain')}.tsv"
     conda:
         "../../envs/newstopic.yaml"
     threads: config["runtime"]["threads"]
     resources:
         **resources_of("retrain"),
     params:
+        **fold_params(),
         settings=training_settings("retrain"),
         encoder=encoder_param,
-        scratch=scratch("retrain"),
+        scratch=stage_scratch("retrain"),
     script:
         "../../scripts/train.py"
