@@ -1,7 +1,6 @@
 """Rule ensemble: members' probabilities averaged with weights fit on out-of-fold predictions."""
 
 from newstopic.ensemble import ensemble_files
-
 from newstopic.logs import run_rule
 
 sm = snakemake  # noqa: F821

@@ -31,7 +31,7 @@ CV = {
     "pseudo_label": {"soft": True, "threshold": 0.0, "rounds": 2},
 }
 ROUNDS = 2
-# The default demo's jobs, before folds existed.
+# The default demo's jobs: none of them a fold's.
 DEFAULT_JOBS = {
     "preprocess",
     "build_tokenizer",
@@ -44,6 +44,13 @@ DEFAULT_JOBS = {
     "submission",
     "summary",
     "all",
+    # The report's rules (newstopic.report): they read what the stages wrote.
+    "evaluate",
+    "topic_scores",
+    "learning_curves",
+    "pseudo_label_plots",
+    "summary_table",
+    "run_config",
 }
 
 

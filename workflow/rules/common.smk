@@ -320,8 +320,29 @@ def report_caption(name):
 
 def trained_stages():
     """Stages that train a classifier scored on valid: a confusion matrix and a per-topic table
-    each."""
-    return ["finetune"] + (["retrain"] if config["pseudo_label"]["enabled"] else [])
+    each (with rounds: each round's retrain; with the ensemble: the final ensemble too).
+    """
+    stages = ["finetune"]
+    if config["pseudo_label"]["enabled"]:
+        rounds = range(1, ROUNDS + 1)
+        stages += [f"round{r}/retrain" for r in rounds] if MULTI_ROUND else ["retrain"]
+    return stages + (["ensemble"] if ENSEMBLE else [])
+
+
+def curve_stages():
+    """Stages whose per-epoch history the learning curves show: fold models keep theirs in
+    each fold's metrics.json, which the curves do not read yet."""
+    return [] if CV else trained_stages()
+
+
+def valid_probs_of(wildcards):
+    """A scored stage's valid probabilities: the final ensemble's, the fold models' mean (cv),
+    or those the evaluate rule computes from the stage's model."""
+    if wildcards.stage == "ensemble":
+        return f"{ensemble_dir(ROUNDS if MULTI_ROUND else None)}/valid_probs.parquet"
+    if CV:
+        return f"{RESULTS}/{wildcards.stage}/cv/valid_probs.parquet"
+    return f"{RESULTS}/{wildcards.stage}/valid_probs.parquet"
 
 
 def report_targets():
@@ -338,7 +359,9 @@ def report_targets():
         ]
     if config["mlm"]["enabled"]:
         files.append(f"{RESULTS}/report/mlm_loss.png")
-    if config["pseudo_label"]["enabled"]:
+    if (
+        config["pseudo_label"]["enabled"] and not MULTI_ROUND
+    ):  # rounds: the summary's table
         files += [
             f"{RESULTS}/report/pseudo_labels.png",
             f"{RESULTS}/report/teacher_agreement.html",

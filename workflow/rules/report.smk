@@ -32,7 +32,7 @@ rule evaluate:
 rule topic_scores:
     input:
         valid=f"{RESULTS}/data/valid.parquet",
-        probs=f"{RESULTS}/{{stage}}/valid_probs.parquet",
+        probs=valid_probs_of,
     output:
         table=f"{RESULTS}/report/{{stage}}_per_topic.csv",
         # The report shows HTML and pictures; a CSV it would only offer as a download.
@@ -52,6 +52,8 @@ rule topic_scores:
         ),
     log:
         f"{LOGS}/topic_scores_{{stage}}.log",
+    wildcard_constraints:
+        stage=r"finetune|retrain|round\d+/retrain|ensemble",
     conda:
         "../../envs/newstopic.yaml"
     params:
@@ -63,7 +65,7 @@ rule topic_scores:
 rule learning_curves:
     input:
         mlm=([f"{RESULTS}/mlm/metrics.json"] if config["mlm"]["enabled"] else []),
-        stages=[f"{RESULTS}/{stage}/metrics.json" for stage in trained_stages()],
+        stages=[f"{RESULTS}/{stage}/metrics.json" for stage in curve_stages()],
     output:
         curves=report(
             f"{RESULTS}/report/training_curves.png",
@@ -88,7 +90,7 @@ rule learning_curves:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        stages=trained_stages(),
+        stages=curve_stages(),
         # Read, not an input: a rule's log is no other rule's output. The MLM metrics input
         # makes this rule run after mlm_pretrain, which wrote it.
         mlm_log=f"{LOGS}/mlm_pretrain.log",
