@@ -140,12 +140,18 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: 
         loss_ax.plot(
             epochs, [h.get("train_loss") for h in history], "-o", color=color, label=f"{stage} train"
         )
+        # A fold model is scored on its own held-out fold (fold_*), never on the valid split.
+        held_out = "fold" if "fold_accuracy" in (history[0] if history else {}) else "valid"
         loss_ax.plot(
-            epochs, [h.get("valid_loss") for h in history], "--s", color=color, label=f"{stage} valid"
+            epochs,
+            [h.get(f"{held_out}_loss") for h in history],
+            "--s",
+            color=color,
+            label=f"{stage} {held_out}",
         )
-        acc_ax.plot(epochs, [h.get("valid_accuracy") for h in history], "-o", color=color, label=stage)
+        acc_ax.plot(epochs, [h.get(f"{held_out}_accuracy") for h in history], "-o", color=color, label=stage)
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="valid accuracy", title="valid accuracy")
+    acc_ax.set(xlabel="epoch", ylabel="held-out accuracy", title="valid accuracy (fold models: their fold)")
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole (folds' too)
         ax.grid(alpha=0.3)

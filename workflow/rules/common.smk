@@ -329,10 +329,17 @@ def trained_stages():
     return stages + (["ensemble"] if ENSEMBLE else [])
 
 
-def curve_stages():
-    """Stages whose per-epoch history the learning curves show: fold models keep theirs in
-    each fold's metrics.json, which the curves do not read yet."""
-    return [] if CV else trained_stages()
+def curve_metrics():
+    """{name: metrics.json} whose per-epoch history the learning curves show: each trained
+    stage's, or with folds each fold model's (scored on its own held-out fold)."""
+    stages = [stage for stage in trained_stages() if stage != "ensemble"]
+    if not CV:
+        return {stage: f"{RESULTS}/{stage}/metrics.json" for stage in stages}
+    return {
+        f"{stage} fold{k}": f"{RESULTS}/{stage}/fold{k}/metrics.json"
+        for stage in stages
+        for k in range(CV_FOLDS)
+    }
 
 
 def valid_probs_of(wildcards):

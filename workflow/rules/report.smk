@@ -65,7 +65,7 @@ rule topic_scores:
 rule learning_curves:
     input:
         mlm=([f"{RESULTS}/mlm/metrics.json"] if config["mlm"]["enabled"] else []),
-        stages=[f"{RESULTS}/{stage}/metrics.json" for stage in curve_stages()],
+        stages=list(curve_metrics().values()),
     output:
         curves=report(
             f"{RESULTS}/report/training_curves.png",
@@ -90,7 +90,7 @@ rule learning_curves:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        stages=curve_stages(),
+        stages=list(curve_metrics()),
         # Read, not an input: a rule's log is no other rule's output. The MLM metrics input
         # makes this rule run after mlm_pretrain, which wrote it.
         mlm_log=f"{LOGS}/mlm_pretrain.log",
