@@ -5,6 +5,7 @@ Each runs real Snakemake runs of the workflow (or reads finished ones) and write
     python -m newstopic.study.ablation     baseline vs no MLM vs MLM vs pseudo-labels -> docs/results.md
     python -m newstopic.study.seed_study   pseudo-label variants under several training seeds
     python -m newstopic.study.teachers     the pseudo-label teachers scored on valid
+    python -m newstopic.study.mlm_memory   MLM's peak RSS and time per step; the kernel cache
     python -m newstopic.study.compare_runs RUN_A RUN_B   parameters that differ, metrics side by side
     python -m newstopic.study.report_view report.html   the report in headless Chromium (screenshot)
 
