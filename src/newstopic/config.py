@@ -24,6 +24,12 @@ from newstopic.errors import ConfigError
 SCHEMA = "config.schema.yaml"
 
 
+def looks_like_path(name_or_path: str) -> bool:
+    """Whether model.name_or_path reads as a local path rather than a hub id ("org/name"): a
+    path-like name that does not exist is a typo, not something to ask the hub for."""
+    return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """`extra` over `base`, nested dicts merged key by key (as Snakemake merges config files)."""
     out = dict(base)

@@ -19,14 +19,14 @@ from transformers import (
     PreTrainedModel,
 )
 
+from newstopic.config import looks_like_path
 from newstopic.errors import ConfigError
 
 
 def _check_local(name_or_path: str) -> None:
     # A path-like name that does not exist is a typo, not a hub id: say so instead of
     # letting the hub client try (and time out offline).
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_local and not Path(name_or_path).expanduser().exists():
+    if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise ConfigError(f"model.name_or_path: {name_or_path}: directory not found")
 
 

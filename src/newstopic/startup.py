@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from newstopic import NUM_LABELS
+from newstopic.config import looks_like_path
 from newstopic.errors import ConfigError, InputError
 from newstopic.labels import topic_names
 from newstopic.preprocess import read_raw_csv, sample_per_class, stratified_split
@@ -61,12 +62,11 @@ def _always(config: Mapping[str, Any], value: str) -> bool:
 def _local_model(config: Mapping[str, Any], value: str) -> bool:
     """Whether model.name_or_path names a local directory rather than a hub id.
 
-    Same rule as newstopic.encoder._check_local (a path-like name that does not exist is a typo,
-    not a hub id), plus: anything that exists on disk is what the hub client loads, so it is
-    checked too (a file named like a hub id would fail inside the job).
+    The rule newstopic.encoder applies (config.looks_like_path), plus: anything that exists on
+    disk is what the hub client loads, so it is checked too (a file named like a hub id would
+    fail inside the job).
     """
-    looks_local = value.startswith((".", "/", "~")) or value.count("/") > 1
-    return looks_local or os.path.lexists(value)
+    return looks_like_path(value) or os.path.lexists(value)
 
 
 def _vocab_source(config: Mapping[str, Any], value: str) -> bool:
