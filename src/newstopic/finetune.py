@@ -53,26 +53,14 @@ class ClassifierTask(Task):
         """The best epoch's valid scores (the model that is saved); a fold model's are its
         fold's, named fold_* (its history too), never to be taken for the valid split's."""
         best = next(h for h in state.history if h["step"] == state.best_step)
-        if self.fold is not None:
-            rename = {f"valid_{m}": f"fold_{m}" for m in ("accuracy", "macro_f1", "loss")}
-            return {
-                "fold": self.fold,
-                **{new: best[old] for old, new in rename.items()},
-                "best_epoch": best["epoch"],
-                "train_rows": len(self.train_ids),
-                "fold_rows": len(self.valid_ids),
-                "encoder_source": self.encoder_source,
-                "history": [{rename.get(k, k): v for k, v in h.items()} for h in state.history],
-            }
-        return {
-            "valid_accuracy": best["valid_accuracy"],
-            "valid_macro_f1": best["valid_macro_f1"],
-            "valid_loss": best["valid_loss"],
-            "best_epoch": best["epoch"],
-            "train_rows": len(self.train_ids),
-            "valid_rows": len(self.valid_ids),
-            "encoder_source": self.encoder_source,
-        }
+        metrics = {f"valid_{m}": best[f"valid_{m}"] for m in ("accuracy", "macro_f1", "loss")}
+        metrics |= {"best_epoch": best["epoch"], "train_rows": len(self.train_ids)}
+        metrics |= {"valid_rows": len(self.valid_ids), "encoder_source": self.encoder_source}
+        if self.fold is None:
+            return metrics
+        rename = {f"valid_{m}": f"fold_{m}" for m in ("accuracy", "macro_f1", "loss", "rows")}
+        history = [{rename.get(k, k): v for k, v in h.items()} for h in state.history]
+        return {"fold": self.fold, **{rename.get(k, k): v for k, v in metrics.items()}, "history": history}
 
 
 def initial_classifier(
