@@ -3,16 +3,14 @@ peak memory per rule from Snakemake's benchmark files."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from newstopic.atomic import write_json, write_text
-from newstopic.formats import read_benchmark
+from newstopic.formats import read_benchmark, read_json
 
 
 def rounds_table(stages: dict[str, dict[str, Any]], pseudo_labels: list[str]) -> list[dict[str, Any]]:
@@ -43,7 +41,7 @@ def build_summary(
     pseudo_report: str | None,
     pseudo_labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    stages = {name: json.loads(Path(p).read_text()) for name, p in metrics_files.items()}
+    stages = {name: read_json(p) for name, p in metrics_files.items()}
     rules = {name: read_benchmark(p) for name, p in benchmark_files.items()}
     summary: dict[str, Any] = {
         "stages": {
@@ -55,7 +53,7 @@ def build_summary(
         "total_wall_s": round(sum(r["wall_s"] for r in rules.values()), 1),
     }
     if pseudo_report:
-        summary["pseudo_label"] = json.loads(Path(pseudo_report).read_text())
+        summary["pseudo_label"] = read_json(pseudo_report)
     if pseudo_labels:
         summary["rounds"] = rounds_table(stages, pseudo_labels)
     return summary
