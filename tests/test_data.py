@@ -46,6 +46,26 @@ def test_pad_batch_pads_to_longest() -> None:
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
 
 
+def test_masked_lm_loss_is_the_same_with_padded_head_rows() -> None:
+    """The LM head's rows are padded to a multiple of 64 with ignored targets: the loss is
+    that of the masked positions alone."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from newstopic.encoder import HEAD_ROWS_MULTIPLE, masked_lm_loss
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    model = BertForMaskedLM(config).eval()
+    ids = torch.randint(5, 50, (3, 7))
+    mask = torch.ones_like(ids)
+    positions, labels = torch.tensor([1, 5, 9, 20]), torch.tensor([7, 8, 9, 10])
+    padded = masked_lm_loss(model, ids, mask, positions, labels, reduction="sum")
+    hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state.reshape(-1, 16)
+    plain = torch.nn.functional.cross_entropy(model.cls(hidden[positions]), labels, reduction="sum")
+    assert len(positions) < HEAD_ROWS_MULTIPLE
+    torch.testing.assert_close(padded, plain)
+
+
 def test_masking_never_touches_special_tokens_and_is_reproducible() -> None:
     ids = pad_batch([[2] + list(range(10, 60)) + [3], [2, 20, 21, 3]], pad_id=0)["input_ids"]
     special = special_tokens_mask(ids, [0, 1, 2, 3, 4])

@@ -22,6 +22,9 @@ from transformers import (
 from newstopic.config import looks_like_path
 from newstopic.errors import ConfigError
 
+HEAD_ROWS_MULTIPLE = 64
+IGNORE_INDEX = -100  # the target of a position that is not predicted
+
 
 def _check_local(name_or_path: str) -> None:
     # A path-like name that does not exist is a typo, not a hub id: say so instead of
@@ -95,9 +98,15 @@ def masked_lm_loss(
     labels: torch.Tensor,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy of the LM head evaluated on the masked positions only."""
+    """Cross-entropy of the LM head evaluated on the masked positions only.
+
+    Their count is padded to a multiple of HEAD_ROWS_MULTIPLE with ignored targets: the count
+    changes at every step, and each new shape of the vocabulary projection costs oneDNN a
+    kernel compilation and megabytes of cache that is never freed (newstopic.study.mlm_memory)."""
     encoder, head = split_mlm(model)
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    picked = hidden.reshape(-1, hidden.shape[-1])[positions]
-    logits = head(picked)
-    return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
+    extra = -len(positions) % HEAD_ROWS_MULTIPLE
+    positions = torch.cat([positions, positions.new_zeros(extra)])
+    labels = torch.cat([labels, labels.new_full((extra,), IGNORE_INDEX)])
+    logits = head(hidden.reshape(-1, hidden.shape[-1])[positions])
+    return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction, ignore_index=IGNORE_INDEX)

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from newstopic.checkpoint import TrainState
 from newstopic.data import encode, mask_tokens, pad_batch, special_tokens_mask, step_generator
-from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained
+from newstopic.encoder import IGNORE_INDEX, masked_lm_loss, mlm_from_config, mlm_from_pretrained
 from newstopic.formats import read_titles
 from newstopic.training import Task
 
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from newstopic.stages import StageFiles
 
 log = logging.getLogger("newstopic")
-
-IGNORE = -100  # target of the tokens that are not predicted
 
 
 @dataclass(kw_only=True)
@@ -68,9 +66,9 @@ def mlm_task(
             mask_prob,
             step_generator(seed, step),
         )
-        # Targets as a row-aligned [batch, length] tensor (IGNORE elsewhere), so that a batch
+        # Targets as a row-aligned [batch, length] tensor (IGNORE_INDEX elsewhere), so that a batch
         # splits by rows between processes.
-        targets = torch.full_like(masked, IGNORE)
+        targets = torch.full_like(masked, IGNORE_INDEX)
         targets.view(-1)[positions] = labels
         return {"input_ids": masked, "attention_mask": batch["attention_mask"], "targets": targets}
 
@@ -87,7 +85,7 @@ def mlm_task(
 
 def mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy of the masked positions, and how many there are."""
-    chosen = batch["targets"] != IGNORE
+    chosen = batch["targets"] != IGNORE_INDEX
     positions = torch.nonzero(chosen.flatten()).flatten()
     loss = masked_lm_loss(
         model,
