@@ -19,6 +19,13 @@ if os.path.isdir(_SRC):
     )
 
 
+# PyTorch's OpenMP threads spin ~300k iterations waiting for work by default: when another
+# process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~1.5x.
+# A short spin keeps the idle-machine speed (within 3%) and degrades fairly (docs/benchmarks.md).
+# Every job inherits it; set GOMP_SPINCOUNT yourself to choose another value.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+
 configfile: "config/config.yaml"
 
 

@@ -9,6 +9,7 @@ clearing the checkpoints once the outputs are written.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,8 @@ def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
     distributed.start(res.processes, res.nodes, sm.threads, cfg["runtime"]["device"])
     distributed.quiet_unless_main(setup_logging(sm.log[0]))
     torch.set_num_threads(max(1, sm.threads // res.processes))
+    # The spin count decides how a job fares on a shared core (the Snakefile sets it).
+    log.info("%d threads, GOMP_SPINCOUNT=%s", torch.get_num_threads(), os.environ.get("GOMP_SPINCOUNT"))
     metrics = run_main(run_stage, stage, StageFiles.of_rule(sm), cfg, log_file=sm.log[0])
     log.info("done: %s", {k: metrics[k] for k in ("valid_accuracy", "steps", "seconds") if k in metrics})
     return metrics
