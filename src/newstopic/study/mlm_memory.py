@@ -3,12 +3,17 @@ the oneDNN kernel cache that grows with every new input shape.
 
     python -m newstopic.study.mlm_memory mlm --steps 300 [--copies 2]   (needs ../shared)
     python -m newstopic.study.mlm_memory kernel --vary                  (seconds, no data)
+    python -m newstopic.study.mlm_memory profile --steps 40             (where a step's time goes)
+    python -m newstopic.study.mlm_memory levers --steps 100             (speed levers side by side)
 
 `mlm` trains the config's MLM (config/dacon.yaml: bf16, batch 128) on the real titles, the
 corpus repeated `--copies` times, and prints the peak RSS of this process and the seconds per
 step. `kernel` runs the LM head's shape (256 -> 12000) in bf16 with a fixed or a varying
 number of rows and prints the RSS growth: oneDNN compiles and caches a kernel, with its packed
-weights, per shape (capacity: ONEDNN_PRIMITIVE_CACHE_CAPACITY, default 1024).
+weights, per shape (capacity: ONEDNN_PRIMITIVE_CACHE_CAPACITY, default 1024). `profile` prints
+the operators' share of an MLM step's CPU time; `levers` the seconds per batch of the MLM step
+in bf16 and fp32, without dropout, with fused AdamW, a doubled batch and a compiled encoder.
+Timings need the machine to themselves.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import argparse
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -55,15 +62,15 @@ def kernel_cache(steps: int, vary: bool) -> None:
     print(f"kernel: {steps} steps, {rows_kind} row count: RSS +{grown:.0f} MB, {per_step:.3f} s/step")
 
 
-def mlm_steps(config_file: str, steps: int, copies: int, data_dir: Path) -> None:
-    from newstopic.checkpoint import CheckpointDir
+def mlm_setup(config_file: str, copies: int, data_dir: Path, arch: dict[str, Any] | None = None) -> tuple:
+    """The config, and the real MLM stage's task on the real titles (the corpus repeated
+    `copies` times; `arch` overrides model.arch keys)."""
     from newstopic.config import load_config
     from newstopic.formats import read_titles
     from newstopic.preprocess import preprocess
     from newstopic.pretrain import mlm_task
     from newstopic.stages import StageFiles
     from newstopic.tokenization import train_wordpiece
-    from newstopic.training import LoopSettings, train
 
     cfg = load_config(config_file)
     torch.set_num_threads(cfg["runtime"]["threads"])
@@ -77,8 +84,16 @@ def mlm_steps(config_file: str, steps: int, copies: int, data_dir: Path) -> None
     tokenizer = train_wordpiece(
         read_titles(files[:3]), tok["vocab_size"], tok["min_frequency"], tok["max_length"]
     )
-    stage = {"model": cfg["model"], "train": cfg["mlm"], "max_length": tok["max_length"]}
-    task = mlm_task(StageFiles(files, "", "", "", ""), stage, tokenizer, cfg["seed"])
+    model = dict(cfg["model"], arch=dict(cfg["model"]["arch"], **(arch or {})))
+    stage = {"model": model, "train": cfg["mlm"], "max_length": tok["max_length"]}
+    return cfg, work, mlm_task(StageFiles(files, "", "", "", ""), stage, tokenizer, cfg["seed"])
+
+
+def mlm_steps(config_file: str, steps: int, copies: int, data_dir: Path) -> None:
+    from newstopic.checkpoint import CheckpointDir
+    from newstopic.training import LoopSettings, train
+
+    cfg, work, task = mlm_setup(config_file, copies, data_dir)
     steps_per_epoch = -(-len(task.lengths) // cfg["mlm"]["batch_size"])
     section = dict(cfg["mlm"], epochs=steps / steps_per_epoch)
     runtime = dict(cfg["runtime"], checkpoint_every=10**9)
@@ -94,10 +109,84 @@ def mlm_steps(config_file: str, steps: int, copies: int, data_dir: Path) -> None
     )
 
 
+def step_timer(task: Any, batch_size: int, precision: str, fused: bool = False) -> Callable[[int], float]:
+    """`time(n)`: seconds per step of n plain training steps (AdamW, clipping, the config's
+    autocast) on the task's length-grouped batches, after the steps already run."""
+    from newstopic.data import length_grouped_batches
+
+    batches = length_grouped_batches(task.lengths, batch_size, 0, 0)
+    optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-4, fused=fused)
+    done = 0
+
+    def one_step(i: int) -> None:
+        batch = task.make_batch(batches[i % len(batches)], i)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, items = task.loss_fn(task.model, batch)
+        (loss / items).backward()
+        torch.nn.utils.clip_grad_norm_(task.model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def timed(n: int) -> float:
+        nonlocal done
+        start = time.perf_counter()
+        for i in range(done, done + n):
+            one_step(i)
+        done += n
+        return (time.perf_counter() - start) / n
+
+    return timed
+
+
+def profile_steps(config_file: str, steps: int, data_dir: Path) -> None:
+    """Where an MLM step's time goes: the operators' share of the CPU time of `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg, _, task = mlm_setup(config_file, 1, data_dir)
+    task.model.train()
+    timed = step_timer(task, cfg["mlm"]["batch_size"], cfg["runtime"]["precision"])
+    timed(20)  # warm-up: oneDNN builds its kernels for the first shapes
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        per_step = timed(steps)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"profile: {steps} steps, {per_step:.3f} s/step (profiled); share of CPU time by operator:")
+    for e in events[:15]:
+        print(f"  {e.key:<45} {100 * e.self_cpu_time_total / total:5.1f} %  {e.count // steps:5d} calls/step")
+
+
+# Variants of the MLM step tried as speed levers: (name, model.arch overrides, options).
+LEVERS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("as configured", {}, {}),
+    ("fp32 (no bf16 autocast)", {}, {"precision": "fp32"}),
+    ("no dropout", {"dropout": 0.0}, {}),
+    ("fused AdamW", {}, {"fused": True}),
+    ("batch x2 (time per configured batch)", {}, {"batch_factor": 2}),
+    ("torch.compile(encoder, dynamic=True)", {}, {"compile": True}),
+]
+
+
+def levers(config_file: str, steps: int, data_dir: Path) -> None:
+    """Seconds per configured batch of the MLM step under each lever, on the same machine."""
+    for name, arch, opts in LEVERS:
+        cfg, _, task = mlm_setup(config_file, 1, data_dir, arch)
+        task.model.train()
+        factor = opts.get("batch_factor", 1)
+        precision = opts.get("precision", cfg["runtime"]["precision"])
+        timed = step_timer(task, cfg["mlm"]["batch_size"] * factor, precision, opts.get("fused", False))
+        if opts.get("compile"):
+            task.model.bert = torch.compile(task.model.bert, dynamic=True)
+        start = time.perf_counter()
+        timed(30)  # warm-up (compilation included)
+        warm = time.perf_counter() - start
+        per_batch, size = timed(steps) / factor, cfg["mlm"]["batch_size"]
+        print(f"lever {name:<40} {per_batch:.3f} s per batch of {size} (warm-up {warm:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("what", choices=["mlm", "kernel"])
+    parser.add_argument("what", choices=["mlm", "kernel", "profile", "levers"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--vary", action="store_true", help="kernel: a different row count each step")
     parser.add_argument("--copies", type=int, default=1, help="mlm: the corpus repeated this often")
@@ -106,6 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.what == "kernel":
         kernel_cache(args.steps, args.vary)
+    elif args.what == "profile":
+        profile_steps(args.configfile, args.steps, Path(args.data))
+    elif args.what == "levers":
+        levers(args.configfile, args.steps, Path(args.data))
     else:
         mlm_steps(args.configfile, args.steps, args.copies, Path(args.data))
 
