@@ -86,13 +86,25 @@ def _inputs(spec: dict[str, Any]) -> tuple[dict[str, Any], Any, Path]:
     return read_json(prep / "config.json"), load_tokenizer(prep / "tokenizer"), prep
 
 
-def _stage_files(prep: Path, mlm: bool) -> Any:
+def mlm_text_files(prep: Path, cfg: dict[str, Any]) -> list[Path]:
+    """The workflow's MLM (and tokenizer) text: train + test (+ valid) titles, as its
+    mlm_text_files() (workflow/rules/common.smk)."""
+    names = ["train", "test"] + (["valid"] if cfg["mlm"]["include_valid_text"] else [])
+    return [prep / f"{name}.parquet" for name in names]
+
+
+def _stage_files(prep: Path, cfg: dict[str, Any], mlm: bool) -> Any:
     from newstopic.stages import StageFiles
 
-    split = {s: str(prep / f"{s}.parquet") for s in ("train", "valid", "test")}
-    # The workflow's files: MLM reads train + test + valid text (mlm_text_files), fine-tuning train.
-    train = [split["train"], split["test"], split["valid"]] if mlm else [split["train"]]
-    return StageFiles(train=train, tokenizer="", model="", metrics="", scratch="", valid=split["valid"])
+    train = mlm_text_files(prep, cfg) if mlm else [prep / "train.parquet"]
+    return StageFiles(
+        train=[str(p) for p in train],
+        tokenizer="",
+        model="",
+        metrics="",
+        scratch="",
+        valid=str(prep / "valid.parquet"),
+    )
 
 
 def _task(spec: dict[str, Any], cfg: dict[str, Any], tokenizer: Any, prep: Path) -> Any:
@@ -110,7 +122,7 @@ def _task(spec: dict[str, Any], cfg: dict[str, Any], tokenizer: Any, prep: Path)
         )
     stage = {"model": model, "train": cfg[spec["stage"]], "max_length": cfg["tokenizer"]["max_length"]}
     build = mlm_task if mlm else classifier_task
-    task = build(_stage_files(prep, mlm), stage, tokenizer, cfg["seed"])
+    task = build(_stage_files(prep, cfg, mlm), stage, tokenizer, cfg["seed"])
     task.evaluate = None  # evaluation is not a training step (the Trainer's is off too)
     return task
 
@@ -145,7 +157,8 @@ def loop(spec: dict[str, Any]) -> dict[str, Any]:
     clock = StepClock()
     task.make_batch = clock.wrap(task.make_batch)
     settings = _settings(cfg, section, (warmup + steps + 1) / per_epoch)
-    train(task, settings, CheckpointDir(Path(spec["scratch"]), "benchmark", 1))
+    # Its own directory: the loop clears it when it starts.
+    train(task, settings, CheckpointDir(Path(spec["scratch"]) / "checkpoints", "benchmark", 1))
     return clock.summary(warmup, steps)
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from newstopic.atomic import write_json, write_text
 from newstopic.formats import read_json
 from newstopic.study.bench_report import check_targets, target_summary, to_markdown
+from newstopic.study.bench_worker import mlm_text_files
 
 SECTIONS = ("finetune", "mlm", "predict", "snakemake", "busy")
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "snakemake")
@@ -123,14 +124,15 @@ def prepare(bench: Bench) -> None:
     preprocess(
         bench.data / "train.csv", bench.data / "test.csv", splits, section=cfg["preprocess"], seed=cfg["seed"]
     )
-    texts = read_titles([splits["train"], splits["test"], splits["valid"]])
+    texts = read_titles(mlm_text_files(bench.prep, cfg))
     save_tokenizer(build_tokenizer(cfg["tokenizer"], cfg["model"], texts), bench.prep / "tokenizer")
     write_json(bench.prep / "config.json", cfg)
 
 
 def synthetic_titles(real: Sequence[str], n: int, seed: int) -> list[str]:
     """`n` titles drawn like `real`: each a real title's word count of words drawn at their
-    frequency in the real titles (so the token-length distribution is the real one's)."""
+    frequency in the real titles (so their token lengths are distributed much like the real
+    ones', the cost of prediction)."""
     rng = np.random.default_rng(seed)
     split = [t.split() for t in real]
     counts = collections.Counter(w for words in split for w in words)
