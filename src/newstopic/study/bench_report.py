@@ -258,10 +258,16 @@ def to_markdown(report: dict[str, Any]) -> str:
     """docs/benchmarks.md from the report (benchmarks.main's JSON)."""
     m, results = report["machine"], report["results"]
     lines = ["# Benchmarks", "", "Written by:", "", "```", report["command"], "```", ""]
+    seconds = report.get("section_seconds", {})
+    if seconds:
+        took = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
+        lines += [f"On {report['machine']['date']}; wall time per section: {took}.", ""]
     if report.get("quick"):
         lines += ["**--quick: a functional check with tiny sizes; these figures mean nothing.**", ""]
     lines += ["## Machine", ""] + _table(["", ""], [[k, v] for k, v in m.items()]) + [""]
     lines += target_lines(report["targets"])
+    for name, error in report.get("errors", {}).items():
+        lines += [f"**{name} failed, no figures:** `{error}`", ""]
     for name, section_lines in SECTION_LINES.items():
         if name in results:
             lines += section_lines(results[name])

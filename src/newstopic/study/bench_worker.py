@@ -53,8 +53,9 @@ class StepClock:
             self.times.append(time.perf_counter())
             batch = build(items, *args)
             self.rows.append(len(items))
-            self.positions.append(int(batch["input_ids"].numel()))
-            self.tokens.append(int(batch["attention_mask"].sum()))
+            ids, mask = batch["input_ids"], batch.get("attention_mask")
+            self.positions.append(int(ids.numel()))
+            self.tokens.append(int(mask.sum()) if mask is not None else int(ids.numel()))
             return batch
 
         return timed

@@ -243,9 +243,9 @@ def run_snakemake(bench: Bench) -> dict[str, Any]:
     data = {"train": bench.data / "train.csv", "test": bench.data / "test.csv"}
     data["topic_dict"] = topic_dict if topic_dict.is_file() else None
     overlay = workdir / "overlay.yaml"
-    write_json(
-        overlay, {"data": {k: str(v.resolve()) if v else None for k, v in data.items()}}
-    )  # JSON is YAML
+    overlay.write_text(
+        yaml.safe_dump({"data": {k: str(v.resolve()) if v else None for k, v in data.items()}})
+    )
     cmd = [*runner.command(workdir, [overlay]), "--dry-run"]
     out = {"full_dag": dry_run(cmd, workdir), "full_dag_again": dry_run(cmd, workdir)}
     done = bench.done_workdir
@@ -363,18 +363,23 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     )
 
 
-def run(bench: Bench, sections: Sequence[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Each section's figures and its wall seconds."""
+def run(bench: Bench, sections: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each section's figures, and per section its wall seconds or the error that stopped it (a
+    section that fails does not cost the others' figures of a long run)."""
     if set(sections) - {"snakemake"}:
         print("preparing: preprocess and tokenizer on", bench.data, flush=True)
         prepare(bench)
-    results, seconds = {}, {}
+    results, seconds, errors = {}, {}, {}
     for name in sections:
         print(f"{name}:", flush=True)
         start = time.perf_counter()
-        results[name] = RUNNERS[name](bench)
+        try:
+            results[name] = RUNNERS[name](bench)
+        except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name} failed: {errors[name]}", flush=True)
         seconds[name] = round(time.perf_counter() - start, 1)
-    return results, seconds
+    return results, {"section_seconds": seconds, "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -400,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         bench.cfg, bench.done_workdir = cfg, done
         machine = machine_info(bench.repo, threads)
-        results, seconds = run(bench, args.only)
+        results, timing = run(bench, args.only)
     report = {
         "command": command,
         "quick": args.quick,
@@ -415,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "targets": check_targets(results),
         "results": results,
-        "section_seconds": seconds,
+        **timing,
     }
     out = Path(args.out)
     write_json(out.with_suffix(".json"), report)
