@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from newstopic.atomic import write_json, write_text
 from newstopic.formats import read_json
