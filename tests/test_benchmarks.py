@@ -83,7 +83,7 @@ def test_markdown_has_the_command_machine_sections_and_notes() -> None:
     md = to_markdown(report_of(results))
     assert "python -m newstopic.study.benchmarks --steps 100" in md
     assert "| cpu | Some CPU |" in md
-    assert "| MLM: loop / Trainer (samples/s) | 4.0000 | ≥ 3× | PASS |" in md
+    assert "| MLM: loop / Trainer (samples/s) | 4.00 | ≥ 3× | PASS |" in md
     assert "## MLM" in md and "## Fine-tuning" not in md
     assert "4.00×" in md  # the loop against the Trainer, per row
     assert "no no-op rerun" in md  # said, not faked, when no finished run was measured

@@ -154,11 +154,11 @@ def _speed_rows(section: dict[str, Any], names: dict[str, str], fill: dict[str, 
         rows.append(
             [
                 label.format(**fill),
-                r["samples_per_s"],
-                r["s_per_step"],
-                r["median_s_per_step"],
-                r["positions_per_token"],
-                r["process_peak_rss_mb"],
+                f"{r['samples_per_s']:,.1f}",
+                f"{r['s_per_step']:.4f}",
+                f"{r['median_s_per_step']:.4f}",
+                f"{r['positions_per_token']:.2f}",
+                f"{r['process_peak_rss_mb']:,.0f}",
                 versus,
             ]
         )
@@ -193,7 +193,13 @@ def mlm_lines(r: dict[str, Any]) -> list[str]:
 
 def predict_lines(r: dict[str, Any]) -> list[str]:
     rows = [
-        [f"{x['rows']:,}", x["rows_per_s"], x["seconds"], x["peak_rss_before_mb"], x["process_peak_rss_mb"]]
+        [
+            f"{x['rows']:,}",
+            f"{x['rows_per_s']:,.0f}",
+            f"{x['seconds']:.1f}",
+            f"{x['peak_rss_before_mb']:,.0f}",
+            f"{x['process_peak_rss_mb']:,.0f}",
+        ]
         for x in sorted(r["sizes"], key=lambda x: x["rows"])
     ]
     header = ["rows", "rows/s", "seconds", "peak RSS before predicting MB", "peak RSS MB"]
@@ -207,7 +213,7 @@ def snakemake_lines(r: dict[str, Any]) -> list[str]:
         "full_dag_again": "the same, again (.snakemake/ now exists)",
         "done_run": f"finished run {r.get('done_workdir')}",
     }
-    rows = [[label, r[k]["jobs"], r[k]["seconds"]] for k, label in labels.items() if k in r]
+    rows = [[label, r[k]["jobs"], f"{r[k]['seconds']:.2f}"] for k, label in labels.items() if k in r]
     lines = ["## snakemake -n", ""] + _table(["work directory", "jobs", "seconds"], rows) + [""]
     if "done_run" not in r:
         lines += [
@@ -226,9 +232,8 @@ def busy_lines(r: dict[str, Any]) -> list[str]:
         if key in r:
             idle = r["idle_passive" if policy == "PASSIVE" else "idle"]["s_per_step"]
             x = r[key]
-            rows.append(
-                [policy, busy, x["s_per_step"], x["median_s_per_step"], f"{x['s_per_step'] / idle:.2f}×"]
-            )
+            ratio = f"{x['s_per_step'] / idle:.2f}×"
+            rows.append([policy, busy, f"{x['s_per_step']:.3f}", f"{x['median_s_per_step']:.3f}", ratio])
     steps = r["idle"]["steps"]
     lines = [
         "## MLM with a busy core",
@@ -250,7 +255,7 @@ SECTION_LINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 
 
 def target_lines(targets: list[dict[str, Any]]) -> list[str]:
-    rows = [[t["name"], t["value"], t["target"], t["status"]] for t in targets]
+    rows = [[t["name"], f"{t['value']:.2f}", t["target"], t["status"]] for t in targets]
     return ["## Targets (issue 16)", ""] + _table(["figure", "value", "target", ""], rows) + [""]
 
 
@@ -264,7 +269,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"On {report['machine']['date']}; wall time per section: {took}.", ""]
     if report.get("quick"):
         lines += ["**--quick: a functional check with tiny sizes; these figures mean nothing.**", ""]
-    lines += ["## Machine", ""] + _table(["", ""], [[k, v] for k, v in m.items()]) + [""]
+    lines += ["## Machine", ""] + _table(["", "value"], [[k, v] for k, v in m.items()]) + [""]
     lines += target_lines(report["targets"])
     for name, error in report.get("errors", {}).items():
         lines += [f"**{name} failed, no figures:** `{error}`", ""]
