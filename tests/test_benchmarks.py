@@ -124,5 +124,5 @@ def test_quick_run_on_the_demo_corpus(repo: Path, tmp_path: Path) -> None:
     report = read_json(out.with_suffix(".json"))
     assert set(report["results"]) == {"finetune", "mlm", "predict", "snakemake", "busy"}
     assert [t["status"] in ("PASS", "MISS") for t in report["targets"]] == [True] * 7
-    assert report["results"]["predict"]["sizes"][-1]["rows"] == 20_000
+    assert report["results"]["predict"]["sizes"][-1]["rows"] == 5_000
     assert "--quick: a functional check" in out.read_text()

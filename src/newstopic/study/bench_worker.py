@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         os.sched_setaffinity(0, spec["cpus"])
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the predict rule's "Loading weights" bar
     torch.set_num_threads(spec["threads"])
     result = MEASURES[spec["kind"]](spec)
     result |= {"torch_threads": torch.get_num_threads(), **process_usage()}

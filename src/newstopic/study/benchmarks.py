@@ -66,7 +66,10 @@ class Sizes:
     predict_rows: tuple[int, ...] = (100_000, 1_000_000)
 
 
-QUICK = Sizes(steps=3, warmup=2, busy_steps=3, predict_rows=(2_000, 20_000))
+QUICK = Sizes(steps=3, warmup=2, busy_steps=3, predict_rows=(500, 5_000))
+# --quick trains and predicts with this encoder instead of model.arch: the check is that every
+# path runs, and most of its time is the workers' start-up and the first steps' kernel builds.
+QUICK_ARCH = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
 
 
 @dataclass
@@ -191,11 +194,14 @@ def run_mlm(bench: Bench) -> dict[str, Any]:
 def run_predict(bench: Bench) -> dict[str, Any]:
     """A random-init classifier saved as the workflow saves one (speed and memory do not depend
     on the weights), then the predict rule per size, each in its own process."""
+    from transformers.utils import logging as hf_logging
+
     from newstopic.atomic import save_pretrained_dir
     from newstopic.finetune import initial_classifier
     from newstopic.formats import read_titles
     from newstopic.tokenization import load_tokenizer
 
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar among the figures
     cfg, prep = bench.cfg, bench.prep
     tokenizer = load_tokenizer(prep / "tokenizer")
     model = initial_classifier(None, cfg["model"], len(tokenizer), tokenizer.pad_token_id)
@@ -335,6 +341,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--busy-steps", type=int, default=None, help="measured MLM steps per busy variant (30)"
     )
+    parser.add_argument(
+        "--predict-rows", type=int, nargs="+", default=None, help="predict sizes (default 100000 1000000)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a functional check, not figures")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION")
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown; the JSON goes beside it")
@@ -360,7 +369,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         steps=args.steps or base.steps,
         warmup=base.warmup if args.warmup is None else args.warmup,
         busy_steps=args.busy_steps or base.busy_steps,
-        predict_rows=base.predict_rows,
+        predict_rows=tuple(args.predict_rows or base.predict_rows),
     )
 
 
@@ -393,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not (data / "train.csv").is_file() or not (data / "test.csv").is_file():
         sys.exit(f"--data {args.data}: train.csv and test.csv not found there")
     cfg = load_config(args.configfile)
+    if args.quick:
+        cfg["model"]["arch"] |= QUICK_ARCH
     threads = args.threads or cfg["runtime"]["threads"]
     done = Path(args.done_workdir).resolve() if args.done_workdir else None
     with tempfile.TemporaryDirectory(prefix="benchmarks.") as tmp:
@@ -416,6 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 k: cfg["model"]["arch"][k]
                 for k in ("hidden_size", "num_hidden_layers", "max_position_embeddings")
             },
+            "vocab_size": cfg["tokenizer"]["vocab_size"],
             "tokenizer_max_length": cfg["tokenizer"]["max_length"],
             "precision": cfg["runtime"]["precision"],
         },
