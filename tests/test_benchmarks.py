@@ -88,6 +88,10 @@ def test_markdown_has_the_command_machine_sections_and_notes() -> None:
     assert "4.00×" in md  # the loop against the Trainer, per row
     assert "no no-op rerun" in md  # said, not faked, when no finished run was measured
     assert "128-row position table" in md
+    assert "not idle" not in md  # no load average given: no warning
+    busy = report_of(results)
+    busy["machine"] |= {"load_average_1m": 1.7, "usable_cores": 2}
+    assert "load average 1.70 on 2 cores" in to_markdown(busy)
 
 
 def test_synthetic_titles_are_real_words_at_real_lengths() -> None:

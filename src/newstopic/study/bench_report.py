@@ -232,8 +232,8 @@ def busy_lines(r: dict[str, Any]) -> list[str]:
         if key in r:
             idle = r["idle_passive" if policy == "PASSIVE" else "idle"]["s_per_step"]
             x = r[key]
-            ratio = f"{x['s_per_step'] / idle:.2f}×"
-            rows.append([policy, busy, f"{x['s_per_step']:.3f}", f"{x['median_s_per_step']:.3f}", ratio])
+            ratios = [f"{x['s_per_step'] / base:.2f}×" for base in (idle, r["idle"]["s_per_step"])]
+            rows.append([policy, busy, f"{x['s_per_step']:.3f}", f"{x['median_s_per_step']:.3f}", *ratios])
     steps = r["idle"]["steps"]
     lines = [
         "## MLM with a busy core",
@@ -241,7 +241,14 @@ def busy_lines(r: dict[str, Any]) -> list[str]:
         f"CPUs {r['cpus']}, busy loop on CPU {r['competitor_cpu']}, {steps} steps after 2 warm-up steps.",
         "",
     ]
-    header = ["OMP_WAIT_POLICY", "busy loop", "s/step", "median s/step", "vs idle"]
+    header = [
+        "OMP_WAIT_POLICY",
+        "busy loop",
+        "s/step",
+        "median s/step",
+        "vs idle, same policy",
+        "vs idle, current",
+    ]
     return lines + _table(header, rows) + [""]
 
 
@@ -252,6 +259,18 @@ SECTION_LINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "snakemake": snakemake_lines,
     "busy": busy_lines,
 }
+
+
+def _load_warning(m: dict[str, Any]) -> list[str]:
+    """A run on a machine busy with other work measures that work too: said at the top."""
+    load = m.get("load_average_1m", 0.0)
+    if load < 0.5:
+        return []
+    return [
+        f"**The machine was not idle: 1-minute load average {load:.2f} on {m.get('usable_cores')} cores "
+        "before the first measurement. Timings include other work's.**",
+        "",
+    ]
 
 
 def target_lines(targets: list[dict[str, Any]]) -> list[str]:
@@ -269,6 +288,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"On {report['machine']['date']}; wall time per section: {took}.", ""]
     if report.get("quick"):
         lines += ["**--quick: a functional check with tiny sizes; these figures mean nothing.**", ""]
+    lines += _load_warning(m)
     lines += ["## Machine", ""] + _table(["", "value"], [[k, v] for k, v in m.items()]) + [""]
     lines += target_lines(report["targets"])
     for name, error in report.get("errors", {}).items():

@@ -325,6 +325,7 @@ def machine_info(repo: Path, threads: int) -> dict[str, Any]:
         **{name: importlib.metadata.version(name) for name in PACKAGES},
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # Before any measurement: other work on the machine (later ones include our own).
         "load_average_1m": round(os.getloadavg()[0], 2),
         "git": commit.stdout.strip() or None,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
