@@ -22,7 +22,8 @@ precision (runtime.precision) and threads (torch.set_num_threads), each in a pro
 
 Figures are printed with the issue's targets (PASS/MISS; nothing is asserted) and written to
 --out (Markdown) and the JSON beside it. Timings need the machine to itself: run it alone.
-`--quick` is a functional check in a minute or two (tiny sizes; its figures mean nothing).
+`--quick` is a functional check (a small encoder, a few steps, 500 and 5,000 rows; its figures
+mean nothing): a few minutes, most of it the start-up of its twelve processes.
 """
 
 from __future__ import annotations
@@ -346,7 +347,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--predict-rows", type=int, nargs="+", default=None, help="predict sizes (default 100000 1000000)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a functional check, not figures")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        metavar="SECTION",
+        help=f"sections to run (default all: {' '.join(SECTIONS)})",
+    )
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown; the JSON goes beside it")
     parser.add_argument("--configfile", default="config/dacon.yaml")
     parser.add_argument("--data", default="../shared/data/ynat", help="train.csv, test.csv (topic_dict.csv)")
