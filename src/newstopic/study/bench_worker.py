@@ -12,7 +12,8 @@ Speed is measured at the same point of every engine's step cycle: the call that 
 (the loop's `task.make_batch`, the Trainer's data collator). The time from the batch of step
 `warmup` to that of step `warmup + steps` is `steps` whole steps (data, forward, backward,
 clipping, optimiser, scheduler, bookkeeping); the training runs themselves are the package's
-(`newstopic.training.train`, `transformers.Trainer`), not copies of them.
+(`newstopic.training.train`, `transformers.Trainer`), not copies of them. (The Trainer's data
+loader builds one batch ahead: its batches are built a step early, the period is the same.)
 """
 
 from __future__ import annotations
