@@ -94,6 +94,22 @@ def test_markdown_has_the_command_machine_sections_and_notes() -> None:
     assert "load average 1.70 on 2 cores" in to_markdown(busy)
 
 
+def test_busy_core_rows_and_targets_per_openmp_setting() -> None:
+    """Each OpenMP setting: idle and busy-core step times and their ratio; the ≤ 2× target is
+    checked for libgomp's default and for the workflow's setting."""
+    runs = {"default": (0.3, 2.7), "workflow": (0.3, 0.5), "passive": (0.37, 0.42)}
+    busy: dict[str, Any] = {"cpus": [0, 1], "competitor_cpu": 0}
+    for setting, (idle, loaded) in runs.items():
+        busy[setting] = speed(64 / idle)
+        busy[f"{setting}_busy"] = speed(64 / loaded)
+    by_name = {t["name"]: t for t in check_targets({"busy": busy})}
+    assert by_name["MLM s/step, busy core / idle (libgomp default)"]["status"] == "MISS"
+    assert by_name["MLM s/step, busy core / idle (workflow: GOMP_SPINCOUNT=1000)"]["status"] == "PASS"
+    md = to_markdown(report_of({"busy": busy}))
+    assert "| workflow: GOMP_SPINCOUNT=1000 (the Snakefile's) | 0.300 | 0.500 | 1.67× |" in md
+    assert "| libgomp default (threads spin ~300k iterations) | 0.300 | 2.700 | 9.00× |" in md
+
+
 def test_synthetic_titles_are_real_words_at_real_lengths() -> None:
     real = ["코스피 2,500 회복", "손흥민 시즌 10호골", "정부 예산 발표 내년"]
     titles = synthetic_titles(real, 200, seed=1)

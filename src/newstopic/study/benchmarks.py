@@ -91,7 +91,7 @@ class Bench:
     def prep(self) -> Path:
         return self.work / "prep"
 
-    def worker(self, kind: str, env: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    def worker(self, kind: str, env: dict[str, str | None] | None = None, **spec: Any) -> dict[str, Any]:
         """One measurement (bench_worker) in a fresh process; its result."""
         self._n += 1
         scratch = self.work / f"run{self._n}"
@@ -104,8 +104,9 @@ class Bench:
         return read_json(scratch / "result.json")
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment, the package of this checkout importable, offline, plus `extra`."""
+def child_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """This environment, the package of this checkout importable, offline, plus `extra` (a
+    None value removes the variable)."""
     import newstopic
 
     env = dict(os.environ)
@@ -113,7 +114,9 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return env | (extra or {})
+    for key, value in (extra or {}).items():  # None: unset
+        env.pop(key, None) if value is None else env.update({key: value})
+    return env
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -268,29 +271,37 @@ def run_snakemake(bench: Bench) -> dict[str, Any]:
     return out
 
 
+# OpenMP settings compared with a busy core: libgomp's default (threads spin ~300k iterations
+# for work), the workflow's (the Snakefile sets GOMP_SPINCOUNT=1000 for every job) and PASSIVE
+# (threads sleep at once). Each name's environment; None removes the variable.
+OMP_SETTINGS: dict[str, dict[str, str | None]] = {
+    "default": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
+    "workflow": {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": None},
+    "passive": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
+}
+
+
 def run_busy(bench: Bench) -> dict[str, Any]:
     """MLM steps with the job's CPUs to itself and with a busy-loop process on the first of them,
-    under the current OpenMP settings and OMP_WAIT_POLICY=PASSIVE (read when torch loads, so
-    each in its own process)."""
+    under each of OMP_SETTINGS (read when the OpenMP runtime loads: each in its own process).
+    Results are keyed `<setting>` (idle) and `<setting>_busy`."""
     cpus = sorted(os.sched_getaffinity(0))[: bench.threads]
-    current = os.environ.get("OMP_WAIT_POLICY")
-    variants = {
-        "idle": ({}, False),
-        "busy": ({}, True),
-        "idle_passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),
-        "busy_passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, True),
-    }
-    out: dict[str, Any] = {"cpus": cpus, "competitor_cpu": cpus[0], "current_omp_wait_policy": current}
-    for name, (env, busy) in variants.items():
-        competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(cpus[0])]) if busy else None
-        try:
-            r = bench.worker("loop", env, stage="mlm", steps=bench.sizes.busy_steps, warmup=2, cpus=cpus)
-        finally:
-            if competitor is not None:
-                competitor.kill()
-                competitor.wait()
-        print(f"  mlm {name}: {r['s_per_step']:.3f} s/step (median {r['median_s_per_step']:.3f})", flush=True)
-        out[name] = r
+    out: dict[str, Any] = {"cpus": cpus, "competitor_cpu": cpus[0], "settings": OMP_SETTINGS}
+    for setting, env in OMP_SETTINGS.items():
+        for busy in (False, True):
+            name = f"{setting}_busy" if busy else setting
+            competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(cpus[0])]) if busy else None
+            try:
+                r = bench.worker("loop", env, stage="mlm", steps=bench.sizes.busy_steps, warmup=2, cpus=cpus)
+            finally:
+                if competitor is not None:
+                    competitor.kill()
+                    competitor.wait()
+            print(
+                f"  mlm {name}: {r['s_per_step']:.3f} s/step (median {r['median_s_per_step']:.3f})",
+                flush=True,
+            )
+            out[name] = r
     return out
 
 
