@@ -8,4 +8,5 @@ inputs = {"folds": sm.input.folds, "valid": sm.input.valid}
 inputs |= {name: list(sm.input[name]) for name in ("oof", "valid_probs", "test_probs")}
 names = ("metrics", "report", "oof", "valid_probs", "test_probs", "submission")
 outputs = {name: sm.output[name] for name in names}
-run_rule(sm.log[0], ensemble_files, inputs, outputs, members=list(sm.params.members))
+labels = sm.params.get("labels") or {}  # only with extra seeds or encoders as members
+run_rule(sm.log[0], ensemble_files, inputs, outputs, members=list(sm.params.members), labels=labels)
