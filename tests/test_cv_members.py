@@ -193,3 +193,10 @@ def test_the_dag_without_extra_members_is_unchanged(tmp_path: Path) -> None:
     assert any(line.startswith("output: results/finetune/fold1/") for line in dag)
     assert _dag(wf, off) == dag
     assert not any("seed" in line or "encoder" in line for line in dag)
+
+
+def test_lint_passes_with_extra_members(members_run: tuple[Path, dict]) -> None:
+    wf, config = members_run
+    with_mlm = _merged(config, _roberta(config, mlm=True))  # every new rule in the DAG
+    proc = run_snakemake(wf, "--lint", config=with_mlm)
+    assert "Congratulations" in proc.stdout + proc.stderr

@@ -48,7 +48,11 @@ if ENCODERS:
                 "source": "pretrained",
                 "max_length": config["tokenizer"]["max_length"],
             },
-            model=lambda w: encoder_model(w.encoder),
+            # What the tokenizer is read from; the head's settings do not concern it.
+            model=lambda w: {
+                k: ENCODERS[w.encoder][k]
+                for k in ("name_or_path", "trust_remote_code")
+            },
 
     # Only for an encoder with `mlm: true` (encoder_mlm_input): a hub model is fine-tuned as
     # downloaded unless the config asks for task-adaptive pretraining.
