@@ -100,13 +100,19 @@ def test_the_ensemble_and_summary_name_the_new_members(members_run: tuple[Path, 
     m = json.loads((res / "ensemble" / "metrics.json").read_text())
     assert list(m["weights"]) == MEMBERS and abs(sum(m["weights"].values()) - 1) < 1e-6
     assert m["oof_loss"] <= min(x["oof_loss"] for x in m["members"]) + 1e-6
-    labels = {x["name"]: x["label"] for x in m["members"]}
+    # The new members say what they are; the others keep their plain names.
+    labels = {x["name"]: x.get("label") for x in m["members"]}
     path = config["ensemble"]["encoders"]["roberta"]["name_or_path"]
-    assert labels["finetune@seed7"] == "finetune (this config's encoder), training seed 7"
-    assert labels["roberta"] == f"roberta: {path} fine-tuned, its own seed"
+    assert labels == {
+        "finetune": None,
+        "finetune@seed7": "finetune (this config's encoder), training seed 7",
+        "roberta": f"roberta: {path} fine-tuned, its own seed",
+        "baseline": None,
+    }
     report = (res / "ensemble" / "report.md").read_text()
     for name, label in labels.items():
-        assert re.search(rf"^\| {re.escape(name)}: {re.escape(label)} \| \d\.\d{{3}} \|", report, re.M), name
+        shown = re.escape(f"{name}: {label}" if label else name)
+        assert re.search(rf"^\| {shown} \| \d\.\d{{3}} \|", report, re.M), name
     summary = json.loads((res / "summary.json").read_text())
     assert {"finetune/seed7", "encoders/roberta/finetune", "ensemble"} <= set(summary["stages"])
     assert {"finetune_seed7_fold1", "encoder_tokenizer_roberta", "encoder_finetune_roberta_fold1"} <= set(

@@ -256,15 +256,6 @@ def ensemble_members(round_=None):
     ]
 
 
-def member_labels():
-    """What the ensemble's report calls the members, as a param only when an extra seed or
-    encoder is one (so a run without them keeps the ensemble's params as they were)."""
-    if not any(m.seed is not None or m.encoder for m in MEMBERS):
-        return {}
-    encoders = config["ensemble"]["encoders"]
-    return {"labels": {m.name: m.label(encoders) for m in MEMBERS}}
-
-
 def training_outputs(folder):
     """A fold job's outputs under `folder` (a pattern): its probabilities, model, metrics."""
     kinds = ("oof_probs", "valid_probs", "test_probs")
@@ -326,8 +317,22 @@ def ensemble_inputs(kind):
 
 def ensemble_param():
     if MULTI_ROUND:
-        return lambda w: ensemble_members(int(w.round))
-    return ensemble_members()
+        return lambda w: member_params(int(w.round))
+    return member_params()
+
+
+def member_params(round_=None):
+    """The ensemble's `members` param: each member's name, or for an extra seed or encoder
+    {name, label} (label: what the report calls it). Only those carry a label, so an
+    ensemble without them keeps its params, and is not rerun, when they are added elsewhere
+    (another round, or cv.seeds alone)."""
+    encoders = config["ensemble"]["encoders"]
+    params = []
+    for name in ensemble_members(round_):
+        member = parse_member(name, encoders, SEEDS)
+        extra = member.seed is not None or member.encoder
+        params.append({"name": name, "label": member.label(encoders)} if extra else name)
+    return params
 
 
 def final_submission():

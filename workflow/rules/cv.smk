@@ -87,7 +87,6 @@ rule ensemble:
     conda:
         "../../envs/newstopic.yaml"
     params:
-        **member_labels(),
         members=ensemble_param(),
     script:
         "../../scripts/ensemble.py"
