@@ -41,6 +41,7 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/cv.smk"
+include: "workflow/rules/members.smk"
 include: "workflow/rules/report.smk"
 
 

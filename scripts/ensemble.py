@@ -8,4 +8,7 @@ inputs = {"folds": sm.input.folds, "valid": sm.input.valid}
 inputs |= {name: list(sm.input[name]) for name in ("oof", "valid_probs", "test_probs")}
 names = ("metrics", "report", "oof", "valid_probs", "test_probs", "submission")
 outputs = {name: sm.output[name] for name in names}
-run_rule(sm.log[0], ensemble_files, inputs, outputs, members=list(sm.params.members))
+# A member is its name, or {name, label} for an extra seed or encoder (common.smk member_params).
+members = [m if isinstance(m, str) else m["name"] for m in sm.params.members]
+labels = {m["name"]: m["label"] for m in sm.params.members if not isinstance(m, str)}
+run_rule(sm.log[0], ensemble_files, inputs, outputs, members=members, labels=labels)

@@ -20,6 +20,9 @@ def test_every_schema_key_has_a_default_and_description() -> None:
             assert "description" in sub, f"{path}{name} has no description"
             assert "default" in sub, f"{path}{name} has no default"
             walk(sub, f"{path}{name}.")
+            # A map of named entries (ensemble.encoders): each entry's keys too.
+            if isinstance(sub.get("additionalProperties"), dict):
+                walk(sub["additionalProperties"], f"{path}{name}.<name>.")
 
     walk(load_schema(), "")
 

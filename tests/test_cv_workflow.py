@@ -190,6 +190,33 @@ def test_a_change_reruns_what_it_affects(cv_run: Path, change: dict, rerun: Coun
     assert jobs == rerun + Counter(submission=1, summary=1, all=1), change
 
 
+SEED = {"cv": {"folds": K, "seeds": [7]}}
+
+
+@pytest.mark.parametrize(
+    ("change", "rerun"),
+    [
+        # An extra seed, not a member: finetune's and each round's retrain fold jobs at seed 7
+        # and their averages (the summary's seed study); no ensemble, no round changes.
+        (SEED, Counter(finetune_seed=K, retrain_seed=K * ROUNDS, fold_average=1 + ROUNDS)),
+        # retrain at seed 7 as a member too: round 0 (no retrain) stays, rounds 1.. follow.
+        (
+            {**SEED, "ensemble": {"members": [*CV["ensemble"]["members"], "retrain@seed7"]}},
+            Counter(finetune_seed=K, retrain_seed=K * ROUNDS, fold_average=1 + ROUNDS)
+            + Counter(ensemble=1, submission=1)
+            + rounds_jobs(2, 2),
+        ),
+    ],
+)
+def test_an_extra_seed_reruns_what_it_affects(cv_run: Path, change: dict, rerun: Counter) -> None:
+    config = {**CV, **{k: {**CV.get(k, {}), **v} for k, v in change.items()}}
+    proc = run_snakemake(cv_run, "-n", config=config)
+    jobs = Counter({job: n for job, n in Counter(jobs_of(proc)).items() if job not in REPORT_RULES})
+    assert jobs == rerun + Counter(summary=1, all=1), change
+    # Each round's retrain at seed 7 learns from that round's pseudo-labels.
+    assert re.search(r"output: results/round2/retrain/seed7/fold2/oof_probs.parquet", proc.stdout)
+
+
 def test_lint_passes_with_folds(cv_run: Path) -> None:
     proc = run_snakemake(cv_run, "--lint", config=CV)
     assert "Congratulations" in proc.stdout + proc.stderr

@@ -103,8 +103,9 @@ def ensemble_report(metrics: dict[str, Any]) -> str:
     rows.append({"name": "**ensemble**", "weight": 1.0, **{k: metrics[k] for k in scores}})
     for r in rows:
         weight = f"{r['weight']:.3f}" if "weight" in r else ""
+        name = f"{r['name']}: {r['label']}" if r.get("label") else r["name"]
         lines.append(
-            f"| {r['name']} | {weight} | {r['oof_accuracy']:.4f} | {r['oof_macro_f1']:.4f} "
+            f"| {name} | {weight} | {r['oof_accuracy']:.4f} | {r['oof_macro_f1']:.4f} "
             f"| {r['valid_accuracy']:.4f} | {r['valid_macro_f1']:.4f} |"
         )
     lines += [
@@ -116,11 +117,17 @@ def ensemble_report(metrics: dict[str, Any]) -> str:
 
 
 def ensemble_files(
-    inputs: Mapping[str, Any], outputs: Mapping[str, str], *, members: list[str]
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, str],
+    *,
+    members: list[str],
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ensemble rule. `inputs`: folds and valid (parquet), and per member (in `members`'
-    order) lists oof, valid_probs, test_probs. Writes metrics (json), report (md), the
-    ensemble's oof, valid and test probabilities and its submission."""
+    order) lists oof, valid_probs, test_probs. `labels`: what a member is, in words (extra
+    seeds and encoders: newstopic.members), shown beside its name. Writes metrics (json),
+    report (md), the ensemble's oof, valid and test probabilities and its submission."""
+    labels = labels or {}
     start = time.perf_counter()
     folds = read_folds(inputs["folds"])
     valid = read_split(inputs["valid"], labeled=True)
@@ -145,7 +152,8 @@ def ensemble_files(
         "weights": dict(zip(members, weights.round(6).tolist(), strict=True)),
         **_scores(y_oof, mix(oof, weights), y_valid, mix(valid_p, weights)),
         "members": [
-            {"name": m, "weight": float(w), **_scores(y_oof, o, y_valid, v)}
+            {"name": m, **({"label": labels[m]} if m in labels else {}), "weight": float(w)}
+            | _scores(y_oof, o, y_valid, v)
             for m, w, o, v in zip(members, weights, oof, valid_p, strict=True)
         ],
         "equal_weights": _scores(y_oof, mix(oof, equal), y_valid, mix(valid_p, equal)),

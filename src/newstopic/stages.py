@@ -124,7 +124,9 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
 def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
     """A training rule's script body (`sm`: its snakemake object): with several processes re-run
     under torchrun (or join the group), log to the rule's log, use the job's threads, run the
-    stage; errors in one line."""
+    stage; errors in one line. `stage` is the rule's name, or the `stage` param of a rule made
+    from a training rule (an extra ensemble member: finetune_seed trains finetune)."""
+    stage = sm.params.get("stage", stage)
     res, cfg = sm.resources, sm.params.settings
     distributed.start(res.processes, res.nodes, sm.threads, cfg["runtime"]["device"])
     distributed.quiet_unless_main(setup_logging(sm.log[0]))

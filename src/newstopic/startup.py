@@ -36,6 +36,7 @@ from newstopic import NUM_LABELS
 from newstopic.config import looks_like_path
 from newstopic.errors import ConfigError, InputError
 from newstopic.labels import topic_names
+from newstopic.members import check_members
 from newstopic.preprocess import read_raw_csv, sample_per_class, stratified_split
 
 # The baseline's Platt calibration is a 3-fold stratified cross-validation on the training rows
@@ -160,6 +161,13 @@ def check_paths(config: Mapping[str, Any], rules: tuple[PathRule, ...] = PATH_RU
         problem = path_problem(value, rule.kind, rule.contains)
         if problem:
             raise ConfigError(f"{rule.key}: {value}: {problem}")
+    # The extra encoders of the ensemble (ensemble.encoders.<name>.name_or_path): one key each.
+    for name, encoder in config["ensemble"]["encoders"].items():
+        value = encoder["name_or_path"]
+        if value and _local_model(config, value):
+            problem = path_problem(value, "dir", ("config.json",))
+            if problem:
+                raise ConfigError(f"ensemble.encoders.{name}.name_or_path: {value}: {problem}")
 
 
 def min_rows_per_topic(valid_fraction: float) -> int:
@@ -249,7 +257,9 @@ def check_cv(config: Mapping[str, Any]) -> None:
             "key 'ensemble.enabled': its weights are fit on out-of-fold predictions; set cv.folds >= 2"
         )
     pseudo = config["pseudo_label"]
-    if ensemble["enabled"] and "retrain" in ensemble["members"] and not pseudo["enabled"]:
+    # retrain at an extra seed (retrain@seed7) is retrain too.
+    bases = {name.split("@")[0] for name in ensemble["members"]}
+    if ensemble["enabled"] and "retrain" in bases and not pseudo["enabled"]:
         raise ConfigError("key 'ensemble.members': retrain is a member but pseudo_label.enabled is false")
     if pseudo["rounds"] >= 2:
         if not (ensemble["enabled"] and pseudo["enabled"]):
@@ -257,11 +267,12 @@ def check_cv(config: Mapping[str, Any]) -> None:
                 "key 'pseudo_label.rounds': round r's teacher is round r-1's ensemble; "
                 "set pseudo_label.enabled and ensemble.enabled (with cv.folds >= 2)"
             )
-        if set(ensemble["members"]) == {"retrain"}:
+        if bases == {"retrain"}:
             raise ConfigError(
                 "key 'ensemble.members': with pseudo_label.rounds >= 2 round 0's ensemble needs "
                 "a member other than retrain (finetune or baseline)"
             )
+    check_members(config)
 
 
 def check_startup(config: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 from snakemake.iocontainers import Wildcards
 
 from newstopic.config import coerce_overrides, validate_config
+from newstopic.members import configured_members, parse_member
 from newstopic.resources import job_resources
 from newstopic.errors import ConfigError
 
@@ -59,12 +60,33 @@ ENSEMBLE = config["ensemble"]["enabled"]
 ROUNDS = config["pseudo_label"]["rounds"]
 MULTI_ROUND = ROUNDS >= 2
 ROUND_STAGES = r"|round\d+/retrain" if MULTI_ROUND else ""  # fold_average's {stage}
+# Extra members (newstopic.members): training seeds (cv.seeds: a {seed} wildcard of the fold
+# jobs, results/<stage>/seed<s>/) and other encoders (ensemble.encoders, the ones
+# ensemble.members names: an {encoder} wildcard, results/encoders/<name>/). Both empty by
+# default, and then no rule, file or param below differs from a run without them.
+SEEDS = config["cv"]["seeds"]
+MEMBERS = configured_members(config) if ENSEMBLE else []
+ENCODERS = {
+    m.encoder: config["ensemble"]["encoders"][m.encoder] for m in MEMBERS if m.encoder
+}
+ENCODER_DIR = f"{RESULTS}/encoders/{{encoder}}"
+
+
+def stage_pattern():
+    """fold_average's {stage}: the training stages, each round's retrain, and with extra
+    members their seeds' and the encoders' stages."""
+    stages = f"finetune|retrain{ROUND_STAGES}"
+    if ENCODERS:
+        stages += f"|encoders/(?:{'|'.join(ENCODERS)})/finetune"
+    return f"(?:{stages})(?:/seed\\d+)?" if SEEDS or ENCODERS else stages
 
 
 wildcard_constraints:
-    stage=f"finetune|retrain{ROUND_STAGES}",
+    stage=stage_pattern(),
     fold=r"\d+",
     round=r"\d+",
+    seed=r"\d+",
+    encoder=r"[a-z][a-z0-9_]*",
 
 
 def scratch(rule_name):
@@ -128,28 +150,36 @@ def rounds_of(stage):
     return MULTI_ROUND and stage in ("retrain", "pseudo_label")
 
 
-def stage_dir(stage):
+def stage_dir(stage, seeded=False):
     """Where a training stage's job writes: results/<stage>, with rounds under round{round}/,
-    with folds one directory per fold job (a {fold} wildcard)."""
+    at an extra training seed under seed{seed}/, with folds one directory per fold job (a
+    {fold} wildcard)."""
     base = (
         f"{RESULTS}/round{{round}}/{stage}"
         if rounds_of(stage)
         else f"{RESULTS}/{stage}"
     )
+    base = f"{base}/seed{{seed}}" if seeded else base
     return f"{base}/fold{{fold}}" if CV else base
 
 
-def job_name(stage):
-    """A job's log and benchmark name: the rule's, + _round{round} and _fold{fold}."""
+def job_name(stage, seeded=False):
+    """A job's log and benchmark name: the rule's, + _round{round}, _seed{seed} and _fold{fold}."""
     name = f"{stage}_round{{round}}" if rounds_of(stage) else stage
+    name = f"{name}_seed{{seed}}" if seeded else name
     return f"{name}_fold{{fold}}" if CV and stage != "pseudo_label" else name
 
 
-def stage_scratch(stage):
-    """A training job's checkpoints: each fold (and round) job its own directory."""
+def stage_scratch(stage, seeded=False):
+    """A training job's checkpoints: each fold (round, seed) job its own directory."""
     if CV or rounds_of(stage):
-        return lambda w: f"{SCRATCH}/{job_name(stage).format(**dict(w.items()))}"
+        return job_scratch(job_name(stage, seeded))
     return scratch(stage)
+
+
+def job_scratch(name):
+    """The checkpoints of the job whose log name is `name` (a pattern of its wildcards)."""
+    return lambda w: f"{SCRATCH}/{name.format(**dict(w.items()))}"
 
 
 def pseudo_dir():
@@ -201,24 +231,80 @@ def fold_files(stage, name):
 
 def member_files(member, round_=None):
     """An ensemble member's out-of-fold, valid and test probabilities (retrain: of round_)."""
-    if member == "retrain" and MULTI_ROUND:
-        member = f"round{round_}/retrain"
     if member == "baseline":  # the baseline refit on the folds (rule baseline_folds)
         return {
             k: f"{RESULTS}/baseline/cv/{k}_probs.parquet"
             for k in ("oof", "valid", "test")
         }
+    parsed = parse_member(member, config["ensemble"]["encoders"], SEEDS)
+    folder = f"{RESULTS}/{parsed.directory(round_ if MULTI_ROUND else None)}"
     return {
-        "oof": f"{RESULTS}/{member}/cv/oof_probs.parquet",
-        "valid": f"{RESULTS}/{member}/cv/valid_probs.parquet",
-        "test": f"{RESULTS}/{member}/test_probs.parquet",
+        "oof": f"{folder}/cv/oof_probs.parquet",
+        "valid": f"{folder}/cv/valid_probs.parquet",
+        "test": f"{folder}/test_probs.parquet",
     }
 
 
 def ensemble_members(round_=None):
-    """The configured members; with rounds, round 0 (before any retraining) has no retrain."""
+    """The configured members; with rounds, round 0 (before any retraining) has no retrain
+    (at any seed)."""
     members = config["ensemble"]["members"]
-    return [m for m in members if not (MULTI_ROUND and round_ == 0 and m == "retrain")]
+    return [
+        m
+        for m in members
+        if not (MULTI_ROUND and round_ == 0 and m.split("@")[0] == "retrain")
+    ]
+
+
+def training_outputs(folder):
+    """A fold job's outputs under `folder` (a pattern): its probabilities, model, metrics."""
+    kinds = ("oof_probs", "valid_probs", "test_probs")
+    return {k: f"{folder}/{k}.parquet" for k in kinds} | {
+        "model": directory(f"{folder}/model"),
+        "metrics": f"{folder}/metrics.json",
+    }
+
+
+def seeded_settings(section):
+    """A training stage's settings at the extra seed {seed}: its section's seed alone changes."""
+    return lambda w: {
+        **training_settings(section),
+        "train": {**config[section], "seed": int(w.seed)},
+    }
+
+
+def encoder_model(name):
+    """The model section of encoder member `name`: the config's head (pooling, dropout, MLP),
+    its own encoder. Without `arch`, which is the config's own encoder's (a change there must
+    not retrain this member)."""
+    enc = ENCODERS[name]
+    model = {k: v for k, v in config["model"].items() if k != "arch"}
+    return model | {k: enc[k] for k in ("name_or_path", "trust_remote_code")}
+
+
+def encoder_settings(name, section, seed=None):
+    """Settings of encoder member `name`'s MLM (section mlm: the mlm section's) or fine-tuning
+    (its own finetune section), at the extra training seed `seed` (None: its own)."""
+    settings = training_settings(section)
+    train = ENCODERS[name]["finetune"] if section == "finetune" else config["mlm"]
+    train = train if seed is None else {**train, "seed": seed}
+    model = encoder_model(name)
+    if section != "mlm" and TOPIC_NAMES:
+        model["topic_names"] = TOPIC_NAMES
+    return settings | {"train": train, "model": model}
+
+
+def encoder_mlm_input(wildcards):
+    """The encoder member's MLM output when it has MLM (ensemble.encoders.<name>.mlm)."""
+    mlm = ENCODERS[wildcards.encoder]["mlm"]
+    return [f"{RESULTS}/encoders/{wildcards.encoder}/mlm/model"] if mlm else []
+
+
+def encoder_member_param(wildcards, input):
+    """Where the encoder member's fine-tuning starts: its MLM output, else its name_or_path."""
+    if input.encoder:
+        return input.encoder[0]
+    return ENCODERS[wildcards.encoder]["name_or_path"]
 
 
 def ensemble_inputs(kind):
@@ -231,8 +317,22 @@ def ensemble_inputs(kind):
 
 def ensemble_param():
     if MULTI_ROUND:
-        return lambda w: ensemble_members(int(w.round))
-    return ensemble_members()
+        return lambda w: member_params(int(w.round))
+    return member_params()
+
+
+def member_params(round_=None):
+    """The ensemble's `members` param: each member's name, or for an extra seed or encoder
+    {name, label} (label: what the report calls it). Only those carry a label, so an
+    ensemble without them keeps its params, and is not rerun, when they are added elsewhere
+    (another round, or cv.seeds alone)."""
+    encoders = config["ensemble"]["encoders"]
+    params = []
+    for name in ensemble_members(round_):
+        member = parse_member(name, encoders, SEEDS)
+        extra = member.seed is not None or member.encoder
+        params.append({"name": name, "label": member.label(encoders)} if extra else name)
+    return params
 
 
 def final_submission():
@@ -250,9 +350,21 @@ def summary_stages():
     stages = ["baseline", "finetune"]
     if MULTI_ROUND:
         stages += [f"round{r}/retrain" for r in range(1, ROUNDS + 1)]
-        return stages + [f"round{r}/ensemble" for r in range(ROUNDS + 1)]
+        stages += [f"round{r}/ensemble" for r in range(ROUNDS + 1)]
+        return stages + member_stages()
     stages += ["retrain"] if config["pseudo_label"]["enabled"] else []
-    return stages + (["ensemble"] if ENSEMBLE else [])
+    return stages + (["ensemble"] if ENSEMBLE else []) + member_stages()
+
+
+def member_stages():
+    """The stages of the seed study (finetune and retrain at each of cv.seeds; with rounds,
+    each round's retrain) and of the encoder members: what `all` trains besides."""
+    retrain = [] if not config["pseudo_label"]["enabled"] else ["retrain"]
+    if MULTI_ROUND:
+        retrain = [f"round{r}/retrain" for r in range(1, ROUNDS + 1)]
+    stages = [f"{stage}/seed{s}" for s in SEEDS for stage in ["finetune", *retrain]]
+    encoder_dirs = [m.directory() for m in MEMBERS if m.encoder]
+    return stages + [d for d in encoder_dirs if d not in stages]
 
 
 def pseudo_reports():
