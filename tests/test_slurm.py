@@ -1,10 +1,16 @@
 """The workflow on a real Slurm cluster: one node on localhost (munged, slurmctld and slurmd
 started by .ci/slurm-up.sh, stopped by .ci/slurm-down.sh), driven through profiles/slurm.
 
-Every rule runs as a Slurm job; two training jobs are stopped mid-run, one by `scancel` (the
-SIGTERM of a cancellation or preemption) and one by SIGUSR1 (the warning the profile asks
-for before the time limit); their retries resume from the checkpoint written on the signal,
-and the submission is byte-identical to a local run with the same config.
+test_workflow_on_slurm: every rule runs as a Slurm job; two training jobs are stopped mid-run,
+one by `scancel` (the SIGTERM of a cancellation or preemption: a Snakemake retry resumes it)
+and one by SIGUSR1 (the warning the profile asks for before the time limit: the job requeues
+itself and resumes under the same job id), and the submission is byte-identical to a local run
+with the same config.
+
+test_fold_jobs_side_by_side_through_time_limits: the two fold jobs of finetune (cv.folds 2) run
+side by side under a one-minute time limit with the real time-limit signal, each needing at
+least 6 attempts, in one `snakemake` call with `retries: 1`; the one retry goes to a fold job
+killed by `scancel`, which resumes from its own fold's checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -94,13 +102,20 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory):
         assert not (SYSTEM_CONF.is_symlink() and os.readlink(SYSTEM_CONF).startswith(str(cluster)))
 
 
-def _test_profile(workdir: Path) -> Path:
+def _test_profile(workdir: Path, **settings: Any) -> Path:
     """profiles/slurm with the test cluster's partition and tiny resources: its resources
-    sections with the partition replaced, plus what a cluster without accounting needs."""
+    sections with the partition replaced, plus what a cluster without accounting needs, plus
+    `settings` (profile keys; `warn_seconds` replaces the N of training's --signal=USR1@N)."""
     profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["slurm-requeue"] is True  # sbatch --requeue: a job may requeue itself
     default = {**profile["default-resources"], "slurm_partition": PARTITION, "runtime": 30, "mem_mb": 1000}
     per_rule = {rule: {**res, "slurm_partition": PARTITION} for rule, res in profile["set-resources"].items()}
     assert "--signal=USR1@" in per_rule["finetune"]["slurm_extra"]
+    assert "--open-mode=append" in per_rule["finetune"]["slurm_extra"]  # a log keeps every attempt
+    warn = settings.pop("warn_seconds", None)
+    for res in per_rule.values():
+        if warn is not None and "slurm_extra" in res:
+            res["slurm_extra"] = re.sub(r"USR1@\d+", f"USR1@{warn}", res["slurm_extra"])
     overlay = {
         "default-resources": default,
         "set-resources": per_rule,
@@ -111,6 +126,7 @@ def _test_profile(workdir: Path) -> Path:
         "seconds-between-status-checks": 2,
         "slurm-keep-successful-logs": True,
         "show-failed-logs": False,  # keeps job logs (their own "rule X:" lines) out of the output
+        **settings,
     }
     path = workdir / "test_profile"
     path.mkdir()
@@ -139,6 +155,26 @@ def _job_state(env: dict[str, str], job_id: str) -> str:
     return _slurm(env, "squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
 
 
+def _stop_step(log_text: str, sig: str, rule: str) -> int:
+    """The step at which a job's training stopped on `sig` with a checkpoint (its first stop)."""
+    saved = re.search(rf"{sig} received: stopped at step (\d+) of \d+ with a checkpoint", log_text)
+    assert saved, f"{rule} job did not checkpoint on {sig}:\n{log_text[-3000:]}"
+    assert int(saved.group(1)) > 0
+    return int(saved.group(1))
+
+
+def _runs(env: dict[str, str]) -> list[dict[str, str]]:
+    """Slurm's record of every run of a job that ended, each requeued attempt too (slurm-up.sh's
+    jobcomp/filetxt): JobId, JobState, StartTime, EndTime, ..."""
+    lines = (Path(env["CLUSTER_DIR"]) / "jobcomp.log").read_text().splitlines()
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in lines]
+
+
+def _submitted(output: str) -> dict[str, Path]:
+    """Slurm job id -> its Slurm log, for every job Snakemake submitted."""
+    return {job_id: Path(log) for job_id, log in SUBMITTED.findall(output)}
+
+
 def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
     wf = copy_workflow(tmp_path / "slurm")
     (wf / "test_overlay.yaml").write_text(yaml.safe_dump(CONFIG))
@@ -165,7 +201,7 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
 
     # Every job Snakemake scheduled ("rule X:"; "localrule" would run on this machine) was
     # submitted to Slurm, and Slurm's controller allocated each of them.
-    jobs = {job_id: Path(log) for job_id, log in SUBMITTED.findall(output)}
+    jobs = _submitted(output)
     submitted = Counter(
         next(p.name[5:] for p in log.parents if p.name.startswith("rule_")) for log in jobs.values()
     )
@@ -177,22 +213,24 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
         started = rf"(Allocate|_start_job: Started) JobId={job_id} "
         assert re.search(started, ctld_log), f"Slurm never started job {job_id}"
 
-    # The two interrupted jobs: each saved a checkpoint on its signal and the retry resumed
-    # there. Slurm logs hold each attempt's stderr (the rule log is rewritten on retry).
-    for job_id, rule, state, sig in [
-        (cancelled, "mlm_pretrain", "CANCELLED", "SIGTERM"),
-        (warned, "finetune", "FAILED", "SIGUSR1"),
-    ]:
-        assert _job_state(slurm_env, job_id) == state
-        stopped = jobs[job_id].read_text()
-        saved = re.search(rf"{sig} received: stopped at step (\d+) of \d+ with a checkpoint", stopped)
-        assert saved, f"{rule} job {job_id} did not checkpoint on {sig}:\n{stopped[-3000:]}"
-        k = int(saved.group(1))
-        retries = [log for j, log in jobs.items() if j != job_id and log.parent == jobs[job_id].parent]
-        assert len(retries) == 1, retries
-        assert k > 0
-        resumed = retries[0].read_text()
-        assert re.search(rf"resumed at step {k} of \d+", resumed), resumed[-3000:]
+    # The two interrupted jobs saved a checkpoint on their signal. The cancelled one ended and
+    # Snakemake's retry (another job) resumed there. The warned one requeued itself: the same
+    # job ran again and resumed, and Snakemake submitted nothing more. Slurm logs hold each
+    # attempt's stderr (the rule log is rewritten by each attempt).
+    stopped = jobs[cancelled].read_text()
+    k = _stop_step(stopped, "SIGTERM", rule="mlm_pretrain")
+    assert _job_state(slurm_env, cancelled) == "CANCELLED"
+    retries = [log for j, log in jobs.items() if j != cancelled and log.parent == jobs[cancelled].parent]
+    assert len(retries) == 1, retries
+    resumed = retries[0].read_text()
+    assert re.search(rf"resumed at step {k} of \d+", resumed), resumed[-3000:]
+
+    both = jobs[warned].read_text()  # --open-mode=append: both attempts
+    k = _stop_step(both, "SIGUSR1", rule="finetune")
+    assert f"; Slurm job {warned} requeued: it restarts under the same job id" in both, both[-3000:]
+    assert re.search(rf"resumed at step {k} of \d+", both.split(f"Slurm job {warned} requeued")[-1])
+    assert [j for j, log in jobs.items() if log.parent == jobs[warned].parent] == [warned]
+    assert [r["JobState"] for r in _runs(slurm_env) if r["JobId"] == warned] == ["REQUEUED", "COMPLETED"]
 
     # Same config, same numbers: the interrupted-and-resumed cluster run equals a local run.
     local = copy_workflow(tmp_path / "local")
@@ -202,3 +240,99 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
     for stage in ("finetune", "retrain"):
         probs = [pd.read_parquet(d / "results" / stage / "test_probs.parquet") for d in (wf, local)]
         pd.testing.assert_frame_equal(*probs)
+
+
+# Fold jobs under a time limit. cv.folds 2 (finetune's two fold jobs), no MLM (not needed
+# here), one thread per job. Each fold job gets Slurm's shortest time limit, one minute
+# (resources.finetune.runtime), and the time-limit warning of the profile with its lead cut
+# to 1 s: Slurm checks time limits every 30 s and sends the warning at the first check
+# within 30 s + the lead of the limit, so 29 to 59 s into the job; a requeued job restarts
+# ~13 s after its stop (cred_expire=10 in slurm-up.sh), so every later attempt is warned at
+# the next-but-one check, ~45 s in, and a fold job cycles once a minute. Training takes
+# ~30 s of each attempt: the epochs are enough for at least 6 attempts on a 2-core machine
+# (about 8 here).
+CV_CONFIG: dict[str, Any] = {
+    "runtime": {"threads": 1, "log_every": 100},
+    "mlm": {"enabled": False},
+    "cv": {"folds": 2},
+    "finetune": {"epochs": 400},
+    "resources": {"finetune": {"runtime": 1}},
+}
+FOLD_TARGETS = [f"results/finetune/fold{k}/metrics.json" for k in range(2)]
+MIN_ATTEMPTS = 6
+# The stop line, written once per stop to stderr, so once per attempt to the job's Slurm log:
+# signal, step, checkpoint directory, and what happens next.
+STOP_LINE = re.compile(
+    r"^newstopic: stopped: (SIG\w+) received: stopped at step (\d+) of \d+ with a checkpoint in (\S+); (.*)$",
+    re.MULTILINE,
+)
+RESUMED = re.compile(r"resumed at step (\d+) of \d+ from (\S+)")
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    wf = copy_workflow(tmp_path / "folds")
+    (wf / "test_overlay.yaml").write_text(yaml.safe_dump(CV_CONFIG))
+    profile = _test_profile(wf, retries=1, warn_seconds=1)
+    cmd = ["timeout", "-k", "10", "1500", sys.executable, "-m", "snakemake", *FOLD_TARGETS]
+    cmd += ["--profile", "profiles/slurm", "--workflow-profile", str(profile)]
+    cmd += ["--configfile", "config/config.yaml", "test_overlay.yaml"]
+    out_path = tmp_path / "snakemake.out"
+    fold1_log = wf / "logs" / "finetune_fold1.log"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=wf, env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            # Fold 1's first attempt is cancelled once it trains (before its first warning,
+            # 29 s in at the earliest): that costs the one retry, which resumes from fold 1's
+            # checkpoint. Every time-limit stop after that must cost none.
+            deadline = time.monotonic() + 600
+            cancelled = _interrupt(slurm_env, "finetune_wildcards_1", fold1_log, [], deadline)
+            rc = proc.wait(timeout=1500)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = out_path.read_text()
+    assert rc == 0, f"snakemake on Slurm failed ({rc}):\n{output[-6000:]}"
+
+    jobs = _submitted(output)
+    fold_jobs = {
+        k: [j for j, log in jobs.items() if log.parent.name == str(k) and "rule_finetune" in str(log)]
+        for k in range(2)
+    }
+    # One submission per fold, plus the retry of the cancelled one: no time-limit stop was
+    # resubmitted by Snakemake.
+    assert len(fold_jobs[0]) == 1 and len(fold_jobs[1]) == 2 and cancelled in fold_jobs[1], fold_jobs
+    runs = _runs(slurm_env)
+    for k, ids in fold_jobs.items():
+        fold_runs = [r for r in runs if r["JobId"] in ids]
+        states = [r["JobState"] for r in fold_runs]
+        assert len(fold_runs) >= MIN_ATTEMPTS, f"fold {k} finished in {len(fold_runs)} attempts: {states}"
+        assert states[-1] == "COMPLETED" and set(states[:-1]) <= {"REQUEUED", "CANCELLED"}, states
+        assert states.count("CANCELLED") == (1 if k == 1 else 0), states
+        # Every time-limit stop requeued its own job, and the next attempt resumed at that very
+        # step from this fold's own scratch directory.
+        texts = {j: jobs[j].read_text() for j in ids}
+        stops = [(j, *m) for j, text in texts.items() for m in STOP_LINE.findall(text)]
+        warned = [(j, then) for j, sig, _, _, then in stops if sig == "SIGUSR1"]
+        assert len(warned) == states.count("REQUEUED"), (stops, states)
+        assert all(then.startswith(f"Slurm job {j} requeued: it restarts") for j, then in warned), warned
+        resumes = [m for text in texts.values() for m in RESUMED.findall(text)]
+        stop_steps = {int(step) for _, _, step, _, _ in stops}
+        assert stop_steps == {int(step) for step, _ in resumes}, (stops, resumes)
+        assert {d for *_, d, _ in stops} | {d for _, d in resumes} == {f"scratch/finetune_fold{k}"}
+
+    # The cancelled fold job checkpointed on SIGTERM and its retry resumed there, in fold 1's
+    # scratch directory.
+    k = _stop_step(jobs[cancelled].read_text(), "SIGTERM", rule="finetune fold 1")
+    retry = next(j for j in fold_jobs[1] if j != cancelled)
+    assert re.search(rf"resumed at step {k} of \d+ from scratch/finetune_fold1", jobs[retry].read_text())
+
+    # Side by side: the two fold jobs were submitted together and their first attempts ran at
+    # the same time (Slurm's start and end times of those runs overlap).
+    first = [next(r for r in runs if r["JobId"] == ids[0]) for ids in fold_jobs.values()]
+    start = max(_time(r["StartTime"]) for r in first)
+    end = min(_time(r["EndTime"]) for r in first)
+    assert start < end, first

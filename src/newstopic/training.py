@@ -193,7 +193,7 @@ def train(
         ranks.barrier()  # no rank exits (and takes the others down) mid-save
         return TrainingInterrupted(
             f"{signal.Signals(signum).name} received: stopped at step {state.step} of {total_steps} "
-            f"with a checkpoint in {checkpoints.root}; rerun to resume",
+            f"with a checkpoint in {checkpoints.root}",
             signum,
         )
 
