@@ -19,6 +19,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -240,6 +241,24 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
     for stage in ("finetune", "retrain"):
         probs = [pd.read_parquet(d / "results" / stage / "test_probs.parquet") for d in (wf, local)]
         pd.testing.assert_frame_equal(*probs)
+
+
+def test_requeue_only_a_slurm_job_at_its_time_limit(
+    slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a stop line ends with when there is nothing to requeue, or the requeue fails (the
+    job then ends as a failure, and a Snakemake retry resumes it)."""
+    from newstopic.slurm import requeue_at_time_limit
+
+    monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert requeue_at_time_limit(signal.SIGUSR1) is None  # not a Slurm job
+    monkeypatch.setenv("SLURM_JOB_ID", "999999")
+    assert requeue_at_time_limit(signal.SIGTERM) is None  # a cancellation or preemption
+    note = requeue_at_time_limit(signal.SIGUSR1)  # a job the real controller does not know
+    assert note is not None and "\n" not in note
+    assert note.startswith("could not requeue Slurm job 999999 (scontrol requeue 999999: "), note
+    assert note.endswith("); a Snakemake retry resumes it"), note
 
 
 # Fold jobs under a time limit. cv.folds 2 (finetune's two fold jobs), no MLM (not needed
