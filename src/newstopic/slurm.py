@@ -44,6 +44,22 @@ def ignore_time_limit_signal_in_job() -> None:
         signal.signal(TIME_LIMIT_SIGNAL, signal.SIG_IGN)
 
 
+_held: list[int] = []  # time-limit warnings received before the training loop took over
+
+
+def hold_time_limit_signal() -> None:
+    """Keep a time-limit warning that comes while a training script is still starting up (the
+    imports, data and model take seconds) for the training loop, which stops after its first
+    step; without this it would be ignored, as Snakemake's SIG_IGN is inherited, and the job
+    would run into the time limit. Call it first in the script; torch-free, so it is quick."""
+    signal.signal(TIME_LIMIT_SIGNAL, lambda signum, _frame: _held.append(signum))
+
+
+def held_signal() -> int | None:
+    """The time-limit warning received since `hold_time_limit_signal`, if any."""
+    return _held[0] if _held else None
+
+
 def requeue_at_time_limit(signum: int) -> str | None:
     """After training stopped on `signum` with a checkpoint: if that was the time-limit warning
     and this is a Slurm job, requeue the job. Returns what happened, for the stop line; None
