@@ -281,10 +281,9 @@ REQUEUED = {"PENDING", "REQUEUED"}
 # job's first run. A requeued job starts again ~REQUEUE_DELAY s after its stop (cred_expire=10
 # in slurm-up.sh, + the scheduler), too late to be warned at the next check, so each later run
 # is warned at the one after, 60 - REQUEUE_DELAY s in, and a fold job cycles once a minute.
-FIRST_WARNING, REQUEUE_DELAY = 59, 14
-STARTED = re.compile(
-    r"^(\d\d:\d\d:\d\d) INFO starting at step 0 of \d+ \((\d+) steps per epoch\)", re.MULTILINE
-)
+# Training starts at least MIN_STARTUP s into a run (Snakemake twice, then the script).
+FIRST_WARNING, REQUEUE_DELAY, MIN_STARTUP = 59, 14, 5
+STARTED = re.compile(r"starting at step 0 of \d+ \((\d+) steps per epoch\)")
 SPEED = re.compile(r"\((\d+\.\d+) steps/s")
 # The stop line, written once per stop to stderr, so once per attempt to the job's Slurm log:
 # signal, step, checkpoint directory, and what happens next.
@@ -309,13 +308,14 @@ def _snakemake_on_slurm(wf: Path, env: dict[str, str], profile: Path, config: di
 
 
 def _epochs_for_attempts(wf: Path, env: dict[str, str], attempts: int) -> int:
-    """finetune.epochs that take a fold job at least `attempts` one-minute runs on this machine
-    now: a first Snakemake call trains both fold jobs side by side for 20 epochs without a time
-    limit and measures their speed (steps/s) and start-up (job start to first step)."""
+    """finetune.epochs that take a fold job at least `attempts` one-minute runs on this machine:
+    a first Snakemake call trains both fold jobs side by side for 40 epochs without a time limit
+    and measures their speed (steps/s). Runs 1 .. attempts-1 then train at most from MIN_STARTUP
+    s in to their warning, at up to 1.5 times that speed (the load of a shared machine varies),
+    so at least one more run is needed."""
+    config = CV_CONFIG | {"finetune": {"epochs": 40}}
     proc = subprocess.run(
-        _snakemake_on_slurm(
-            wf, env, _test_profile(wf, "calibration"), CV_CONFIG | {"finetune": {"epochs": 20}}
-        ),
+        _snakemake_on_slurm(wf, env, _test_profile(wf, "calibration"), config),
         cwd=wf,
         env=env,
         capture_output=True,
@@ -323,23 +323,13 @@ def _epochs_for_attempts(wf: Path, env: dict[str, str], attempts: int) -> int:
         timeout=900,
     )
     assert proc.returncode == 0, f"calibration run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    starts = {r["JobId"]: _time(r["StartTime"]) for r in _runs(env)}
-    speeds, startups = [], []
-    for job_id, log in _submitted(proc.stdout + proc.stderr).items():
-        if "rule_finetune" in str(log):
-            text = log.read_text()
-            (clock, per_epoch), *_ = STARTED.findall(text)
-            first_step = datetime.combine(starts[job_id].date(), datetime.strptime(clock, "%H:%M:%S").time())
-            startups.append((first_step - starts[job_id]).total_seconds())
-            speeds.append(float(SPEED.findall(text)[-1]))
-    assert len(speeds) == 2, (speeds, proc.stderr[-3000:])
-    # The fastest fold and the quickest start-up: at least `attempts` runs for both folds.
-    startup, speed = min(startups), max(speeds)
-    # Runs 1 .. attempts-1 train at most this long, so at least one more run is needed. (A
-    # warning during start-up is held for the loop, which stops after one step.)
-    later = max(0.0, 60 - REQUEUE_DELAY - startup)
-    steps = speed * (max(0.0, FIRST_WARNING - startup) + (attempts - 2) * later) * 1.25 + attempts
-    return math.ceil(steps / int(per_epoch))
+    jobs = _submitted(proc.stdout + proc.stderr).values()
+    logs = [log.read_text() for log in jobs if "rule_finetune" in str(log)]
+    assert len(logs) == 2, proc.stderr[-3000:]
+    speed = max(float(SPEED.findall(text)[-1]) for text in logs)  # the mean over the run
+    per_epoch = min(int(STARTED.findall(text)[0]) for text in logs)
+    seconds = FIRST_WARNING - MIN_STARTUP + (attempts - 2) * (60 - REQUEUE_DELAY - MIN_STARTUP)
+    return math.ceil(1.5 * speed * seconds / per_epoch)
 
 
 def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], tmp_path: Path) -> None:
