@@ -8,9 +8,10 @@ itself and resumes under the same job id), and the submission is byte-identical 
 with the same config.
 
 test_fold_jobs_side_by_side_through_time_limits: the two fold jobs of finetune (cv.folds 2) run
-side by side under a one-minute time limit with the real time-limit signal, each needing at
-least 6 attempts, in one `snakemake` call with `retries: 1`; the one retry goes to a fold job
-killed by `scancel`, which resumes from its own fold's checkpoint.
+side by side under a one-minute time limit with Slurm's own time-limit signal, each needing at
+least 6 runs (epochs sized by a first, unlimited call that measures the training speed), in one
+`snakemake` call with `retries: 1`; the one retry goes to a fold job killed by `scancel`,
+which resumes from its own fold's checkpoint.
 """
 
 from __future__ import annotations
