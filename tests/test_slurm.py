@@ -333,36 +333,57 @@ def _epochs_for_attempts(wf: Path, env: dict[str, str], attempts: int) -> int:
     return math.ceil(1.5 * speed * seconds / per_epoch)
 
 
-def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], tmp_path: Path) -> None:
-    wf = copy_workflow(tmp_path / "folds")
-    epochs = _epochs_for_attempts(wf, slurm_env, MIN_ATTEMPTS)
-    # The time-limited stage: the fold jobs again (their epochs changed), in one call with
-    # retries: 1; preprocess, tokenizer and folds are reused.
+def _time_limited_run(
+    wf: Path, env: dict[str, str], epochs: int, out_path: Path
+) -> tuple[dict[str, Path], dict[int, list[str]], str]:
+    """One `snakemake` call, retries: 1, that trains both fold jobs for `epochs` under the
+    one-minute limit (preprocess, tokenizer and folds reused) and cancels fold 1's first run
+    once it trains. Returns the submitted jobs, each fold's job ids, and the cancelled job."""
     config = CV_CONFIG | {"finetune": {"epochs": epochs}, "resources": {"finetune": {"runtime": 1}}}
-    cmd = _snakemake_on_slurm(wf, slurm_env, _test_profile(wf, retries=1, warn_seconds=1), config)
-    out_path = tmp_path / "snakemake.out"
+    profile = _test_profile(wf, f"limited{epochs}", retries=1, warn_seconds=1)
     fold1_log = wf / "logs" / "finetune_fold1.log"
-    fold1_log.unlink(missing_ok=True)  # the calibration run's
+    fold1_log.unlink(missing_ok=True)  # an earlier call's
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=wf, env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            _snakemake_on_slurm(wf, env, profile, config),
+            cwd=wf,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            # Fold 1's first attempt is cancelled once it trains (before its first warning,
-            # 29 s in at the earliest): that costs the one retry, which resumes from fold 1's
-            # checkpoint. Every time-limit stop after that must cost none.
+            # Cancelled before its first warning (29 s in at the earliest): that costs the one
+            # retry, which resumes from fold 1's checkpoint. No time-limit stop may cost one.
             deadline = time.monotonic() + 600
-            cancelled = _interrupt(slurm_env, "finetune_wildcards_1", fold1_log, [], deadline)
+            cancelled = _interrupt(env, "finetune_wildcards_1", fold1_log, [], deadline)
             rc = proc.wait(timeout=1500)
         finally:
             if proc.poll() is None:
                 proc.kill()
     output = out_path.read_text()
     assert rc == 0, f"snakemake on Slurm failed ({rc}):\n{output[-6000:]}"
-
     jobs = _submitted(output)
     fold_jobs = {
         k: [j for j, log in jobs.items() if log.parent.name == str(k) and "rule_finetune" in str(log)]
         for k in range(2)
     }
+    return jobs, fold_jobs, cancelled
+
+
+def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    wf = copy_workflow(tmp_path / "folds")
+    epochs = _epochs_for_attempts(wf, slurm_env, MIN_ATTEMPTS)
+    for call in range(2):
+        jobs, fold_jobs, cancelled = _time_limited_run(
+            wf, slurm_env, epochs, tmp_path / f"snakemake{call}.out"
+        )
+        runs = [r for r in _runs(slurm_env) if r["JobId"] in fold_jobs[0] + fold_jobs[1]]
+        if min(sum(r["JobId"] in ids for r in runs) for ids in fold_jobs.values()) >= MIN_ATTEMPTS:
+            break
+        # The machine trained faster than the calibration measured (the load of a shared
+        # machine dropped): once more, twice as long.
+        epochs *= 2
+
     # One submission per fold, plus the retry of the cancelled one: no time-limit stop was
     # resubmitted by Snakemake.
     assert len(fold_jobs[0]) == 1 and len(fold_jobs[1]) == 2 and cancelled in fold_jobs[1], fold_jobs
