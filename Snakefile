@@ -18,6 +18,13 @@ if os.path.isdir(_SRC):
         PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
     )
 
+from newstopic.slurm import ignore_time_limit_signal_in_job
+
+# In a Slurm job, Snakemake and the shell around a rule's script must outlive the training
+# process when the time-limit warning (SIGUSR1) comes: that process checkpoints and requeues
+# the job (newstopic.slurm).
+ignore_time_limit_signal_in_job()
+
 
 # PyTorch's OpenMP threads spin ~300k iterations waiting for work by default: when another
 # process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~1.5x.

@@ -5,8 +5,10 @@
 #   .ci/slurm-up.sh DIR        then: export SLURM_CONF=DIR/slurm.conf; .ci/slurm-down.sh DIR
 #
 # Needs root and Debian's slurm-wlm + munge. Partition 'debug' (the default) holds the one
-# node 'localhost', described exactly as `slurmd -C` sees this machine. No accounting:
-# job status comes from squeue, so finished jobs stay listed for MinJobAge seconds.
+# node 'localhost' with this machine's memory and at least 4 CPUs, so that several one-thread
+# jobs (the K fold jobs of a stage) run side by side even on a 2-core machine. No accounting:
+# job status comes from squeue, so finished jobs stay listed for MinJobAge seconds; every run
+# of a job (each requeued attempt too) is recorded with its start and end in DIR/jobcomp.log.
 set -euo pipefail
 
 DIR=${1:?usage: slurm-up.sh DIR}
@@ -42,15 +44,21 @@ munged --force --key-file="$DIR/munge/munge.key" --socket="$SOCKET" \
     --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" \
     --seed-file="$DIR/munge/munged.seed" --origin=127.0.0.1
 
-# --- slurm.conf: the node as slurmd -C reports it -------------------------------------------
-NODE=$(slurmd -C | head -n1 | sed -e 's/^NodeName=[^ ]*/NodeName=localhost/')
+# --- slurm.conf -----------------------------------------------------------------------------
+# The node: this machine's memory (as slurmd -C reports it) and max(its CPUs, 4) CPUs, counted
+# one by one (CR_CPU: a hyperthreaded core is two slots); config_overrides keeps slurmd from
+# draining a node declared bigger than the hardware.
+MEMORY=$(slurmd -C | head -n1 | sed -n -e 's/.*RealMemory=\([0-9]*\).*/\1/p')
+CPUS=$(nproc)
+[ "$CPUS" -ge 4 ] || CPUS=4
 cat >"$CONF" <<EOF
 ClusterName=newstopic
 SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$SOCKET
+# cred_expire: a requeued job waits this long (+1 s) before it may start again (default 120).
+AuthInfo=socket=$SOCKET,cred_expire=10
 CredType=cred/munge
 MailProg=/bin/true
 StateSaveLocation=$DIR/state
@@ -65,16 +73,18 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
+SelectTypeParameters=CR_CPU_Memory
+SlurmdParameters=config_overrides
 DefMemPerCPU=1000
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$DIR/jobcomp.log
 # Finished jobs stay visible to squeue for 10 min: the executor plugin reads their state there.
 MinJobAge=600
 ReturnToService=2
 SchedulerParameters=sched_interval=2
-$NODE State=UNKNOWN
+NodeName=localhost CPUs=$CPUS RealMemory=$MEMORY State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 ln -sfn "$CONF" "$SYSTEM_CONF"

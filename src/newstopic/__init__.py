@@ -16,6 +16,7 @@ Modules, one concern each (the pipeline; the study tools are in newstopic.study)
     device        runtime.device and bf16 autocast
     checkpoint    resumable training state in a scratch directory
     distributed   several training processes (torchrun, DDP) behind Ranks
+    slurm         a training job stopped at its Slurm time limit requeues itself
     training      the hand-written training loop
     pretrain      the mlm_pretrain stage's task
     finetune      the finetune / retrain stages' task

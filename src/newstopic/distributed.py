@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from newstopic import slurm
+
 # -- launching --------------------------------------------------------------------------------
 
 WORKER_ENV = "LOCAL_RANK"  # set by torchrun in each worker
@@ -81,13 +83,23 @@ def start(processes: int = 1, nodes: int = 1, cpus: int = 1, device: str = "auto
     # which Slurm may send to every process of the job: it ignores SIGUSR1 (workers set their
     # own handler), and a signal sent to this process reaches the workers as SIGTERM.
     child = subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGUSR1, signal.SIG_IGN))
+    received: list[int] = []
 
-    def forward(_signum: int, _frame: Any) -> None:
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
         child.send_signal(signal.SIGTERM)
 
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, forward)
-    sys.exit(child.wait())
+    status = child.wait()
+    # The workers saw SIGTERM, so the time-limit warning is this process's to act on: once
+    # they have checkpointed and stopped, the job requeues itself (newstopic.slurm), unless
+    # a cancellation came as well.
+    only_warned = status != 0 and set(received) == {slurm.TIME_LIMIT_SIGNAL}
+    requeued = slurm.requeue_at_time_limit(slurm.TIME_LIMIT_SIGNAL) if only_warned else None
+    if requeued is not None:
+        print(f"newstopic: stopped: {requeued}", file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def _init_process_group(gpus: bool) -> None:

@@ -30,12 +30,17 @@ class TrainingInterrupted(Exception):
 
     Not a user error: `run_main` reports it in one line and exits with 128 + the signal
     number (143 for SIGTERM), the shell's convention for "ended by a signal", so the job
-    counts as failed and a rerun resumes from the checkpoint.
+    counts as failed and a rerun resumes from the checkpoint. `then` is the line's end: what
+    happens next (a Slurm job stopped at its time limit requeues itself, newstopic.slurm).
     """
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int, then: str = "rerun to resume") -> None:
         super().__init__(message)
         self.signum = signum
+        self.then = then
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}; {self.then}"
 
 
 def fail(message: str, log_file: str | None = None, code: int = 1, kind: str = "error") -> NoReturn:

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from newstopic import distributed
+from newstopic import distributed, slurm
 from newstopic.atomic import save_pretrained_dir, write_json
 from newstopic.checkpoint import CheckpointDir, fingerprint
-from newstopic.errors import run_main
+from newstopic.errors import TrainingInterrupted, run_main
 from newstopic.finetune import classifier_task, write_fold_predictions
 from newstopic.logs import setup_logging
 from newstopic.pretrain import mlm_task
@@ -121,6 +121,20 @@ def run_stage(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, A
     return metrics
 
 
+def run_stage_in_job(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict[str, Any]:
+    """`run_stage`; training stopped by the Slurm time-limit warning requeues its job
+    (newstopic.slurm) and says so at the end of the stop line. Under torchrun the launcher,
+    which got the signal itself, requeues once the workers have checkpointed
+    (distributed.start)."""
+    try:
+        return run_stage(stage, files, cfg)
+    except TrainingInterrupted as stop:
+        requeued = None if distributed.is_worker() else slurm.requeue_at_time_limit(stop.signum)
+        if requeued is not None:
+            stop.then = requeued
+        raise
+
+
 def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
     """A training rule's script body (`sm`: its snakemake object): with several processes re-run
     under torchrun (or join the group), log to the rule's log, use the job's threads, run the
@@ -133,6 +147,6 @@ def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
     torch.set_num_threads(max(1, sm.threads // res.processes))
     # The spin count decides how a job fares on a shared core (the Snakefile sets it).
     log.info("%d threads, GOMP_SPINCOUNT=%s", torch.get_num_threads(), os.environ.get("GOMP_SPINCOUNT"))
-    metrics = run_main(run_stage, stage, StageFiles.of_rule(sm), cfg, log_file=sm.log[0])
+    metrics = run_main(run_stage_in_job, stage, StageFiles.of_rule(sm), cfg, log_file=sm.log[0])
     log.info("done: %s", {k: metrics[k] for k in ("valid_accuracy", "steps", "seconds") if k in metrics})
     return metrics

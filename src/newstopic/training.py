@@ -28,6 +28,7 @@ from newstopic.data import length_grouped_batches
 from newstopic.device import autocast, describe, resolve_device
 from newstopic.distributed import Ranks
 from newstopic.errors import TrainingInterrupted
+from newstopic.slurm import held_signal
 
 log = logging.getLogger("newstopic")
 
@@ -81,6 +82,7 @@ class StopRequest:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
+        self.signal = held_signal()  # a time-limit warning that came during start-up
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -193,7 +195,7 @@ def train(
         ranks.barrier()  # no rank exits (and takes the others down) mid-save
         return TrainingInterrupted(
             f"{signal.Signals(signum).name} received: stopped at step {state.step} of {total_steps} "
-            f"with a checkpoint in {checkpoints.root}; rerun to resume",
+            f"with a checkpoint in {checkpoints.root}",
             signum,
         )
 
