@@ -583,3 +583,21 @@ def test_killed_workflow_resumes_and_matches_uninterrupted_run(
         m_got = json.loads((workdir / f"results/{stage}/metrics.json").read_text())
         m_want = json.loads((ref / f"results/{stage}/metrics.json").read_text())
         assert without_timings(m_got) == without_timings(m_want)
+
+
+def test_stop_line_is_out_before_what_follows_the_stop(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Slurm requeue ends the job at once: the stop line (with what happens next) must be
+    written before it runs."""
+    from newstopic.errors import TrainingInterrupted, run_main
+
+    seen_by_after: list[str] = []
+
+    def stopped() -> None:
+        stop = TrainingInterrupted("SIGUSR1 received: stopped at step 7", signal.SIGUSR1, then="requeued")
+        stop.after = lambda: seen_by_after.append(capsys.readouterr().err.strip())
+        raise stop
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(stopped)
+    assert exit_info.value.code == 128 + signal.SIGUSR1
+    assert seen_by_after == ["newstopic: stopped: SIGUSR1 received: stopped at step 7; requeued"]

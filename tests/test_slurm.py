@@ -168,9 +168,12 @@ def _stop_step(log_text: str, sig: str, rule: str) -> int:
 
 def _runs(env: dict[str, str]) -> list[dict[str, str]]:
     """Slurm's record of every run of a job that ended, each requeued attempt too (slurm-up.sh's
-    jobcomp/filetxt): JobId, JobState, StartTime, EndTime, ..."""
+    jobcomp/filetxt): JobId, JobState, StartTime, EndTime, ... One per run: jobcomp sometimes
+    writes a requeued run's record twice (same job, start and end)."""
     lines = (Path(env["CLUSTER_DIR"]) / "jobcomp.log").read_text().splitlines()
-    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in lines]
+    records = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in lines]
+    runs = {(r.get("JobId"), r.get("StartTime"), r.get("EndTime"), r.get("JobState")): r for r in records}
+    return list(runs.values())
 
 
 def _submitted(output: str) -> dict[str, Path]:

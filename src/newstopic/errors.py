@@ -38,6 +38,8 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.signum = signum
         self.then = then
+        # Called once the stop line is out (the Slurm requeue, which may end the process).
+        self.after: Callable[[], None] | None = None
 
     def __str__(self) -> str:
         return f"{self.args[0]}; {self.then}"
@@ -69,7 +71,11 @@ def run_main(main: Callable[..., Any], *args: Any, log_file: str | None = None, 
         fail(str(exc))
     except TrainingInterrupted as exc:
         logging.getLogger("newstopic").warning("%s", exc)
-        fail(str(exc), code=128 + exc.signum, kind="stopped")
+        try:
+            fail(str(exc), code=128 + exc.signum, kind="stopped")
+        finally:
+            if exc.after is not None:
+                exc.after()
     except KeyboardInterrupt:
         # Ctrl-C: the last periodic checkpoint is kept; no traceback.
         fail(

@@ -60,16 +60,20 @@ def held_signal() -> int | None:
     return _held[0] if _held else None
 
 
-def requeue_at_time_limit(signum: int) -> str | None:
-    """After training stopped on `signum` with a checkpoint: if that was the time-limit warning
-    and this is a Slurm job, requeue the job. Returns what happened, for the stop line; None
-    when there is nothing to requeue (another signal, or not a Slurm job).
+REQUEUED = "Slurm job {job} requeued: it restarts under the same job id and resumes from this checkpoint"
 
-    A failed requeue is reported, not raised: the job then ends as before, as a failure that a
-    Snakemake retry resumes from the same checkpoint."""
+
+def job_to_requeue(signum: int) -> str | None:
+    """The Slurm job to requeue after training stopped on `signum` with a checkpoint: this
+    job when that was the time-limit warning, else None (another signal, or not a Slurm job)."""
     job = job_id()
-    if signum != TIME_LIMIT_SIGNAL or job is None:
-        return None
+    return job if signum == TIME_LIMIT_SIGNAL and job is not None else None
+
+
+def requeue(job: str) -> str | None:
+    """`scontrol requeue` the job; None when it was requeued (Slurm then ends this process at
+    once), else why not. A failed requeue is reported, not raised: the job then ends as before,
+    as a failure that a Snakemake retry resumes from the same checkpoint."""
     cmd = ["scontrol", "requeue", job]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -78,4 +82,14 @@ def requeue_at_time_limit(signum: int) -> str | None:
     if proc.returncode != 0:
         why = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
         return f"could not requeue Slurm job {job} ({' '.join(cmd)}: {why}); a Snakemake retry resumes it"
-    return f"Slurm job {job} requeued: it restarts under the same job id and resumes from this checkpoint"
+    return None
+
+
+def requeue_at_time_limit(signum: int) -> str | None:
+    """After training stopped on `signum` with a checkpoint: if that was the time-limit warning
+    and this is a Slurm job, requeue the job. Returns what happened, for the stop line; None
+    when there is nothing to requeue (another signal, or not a Slurm job)."""
+    job = job_to_requeue(signum)
+    if job is None:
+        return None
+    return requeue(job) or REQUEUED.format(job=job)

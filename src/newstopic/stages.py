@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,10 +130,19 @@ def run_stage_in_job(stage: str, files: StageFiles, cfg: dict[str, Any]) -> dict
     try:
         return run_stage(stage, files, cfg)
     except TrainingInterrupted as stop:
-        requeued = None if distributed.is_worker() else slurm.requeue_at_time_limit(stop.signum)
-        if requeued is not None:
-            stop.then = requeued
+        job = None if distributed.is_worker() else slurm.job_to_requeue(stop.signum)
+        if job is not None:
+            # The requeue ends the job at once: the stop line is written first (run_main),
+            # then the job requeued; a failed requeue adds a line of its own.
+            stop.then = slurm.REQUEUED.format(job=job)
+            stop.after = lambda: _say_failed_requeue(slurm.requeue(job))
         raise
+
+
+def _say_failed_requeue(why_not: str | None) -> None:
+    if why_not is not None:
+        log.warning("%s", why_not)
+        print(f"newstopic: stopped: {why_not}", file=sys.stderr, flush=True)
 
 
 def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
