@@ -337,6 +337,7 @@ def machine_info(repo: Path, threads: int) -> dict[str, Any]:
         **{name: importlib.metadata.version(name) for name in PACKAGES},
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         # Before any measurement: other work on the machine (later ones include our own).
         "load_average_1m": round(os.getloadavg()[0], 2),
         "git": commit.stdout.strip() or None,
