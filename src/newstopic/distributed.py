@@ -96,9 +96,12 @@ def start(processes: int = 1, nodes: int = 1, cpus: int = 1, device: str = "auto
     # they have checkpointed and stopped, the job requeues itself (newstopic.slurm), unless
     # a cancellation came as well.
     only_warned = status != 0 and set(received) == {slurm.TIME_LIMIT_SIGNAL}
-    requeued = slurm.requeue_at_time_limit(slurm.TIME_LIMIT_SIGNAL) if only_warned else None
-    if requeued is not None:
-        print(f"newstopic: stopped: {requeued}", file=sys.stderr, flush=True)
+    job = slurm.job_to_requeue(slurm.TIME_LIMIT_SIGNAL) if only_warned else None
+    if job is not None:  # the line first: the requeue ends the job at once
+        print(f"newstopic: stopped: {slurm.REQUEUED.format(job=job)}", file=sys.stderr, flush=True)
+        why_not = slurm.requeue(job)
+        if why_not is not None:
+            print(f"newstopic: stopped: {why_not}", file=sys.stderr, flush=True)
     sys.exit(status)
 
 
