@@ -75,7 +75,7 @@ def fit_weights(oof: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
     return min(candidates, key=loss)  # the first of equals: the fit unless a vertex is better
 
 
-def _aligned(path: str, index: np.ndarray) -> np.ndarray:
+def aligned_probs(path: str, index: np.ndarray) -> np.ndarray:
     """The prob_* of a probabilities file for the rows `index`, in that order."""
     frame = read_probs(path).set_index("index")
     if len(frame) != len(index) or not np.isin(index, frame.index.to_numpy()).all():
@@ -135,12 +135,12 @@ def ensemble_files(
     leaked = np.intersect1d(oof_index, valid_index)
     if leaked.size:  # the weights would be fit on a row they are then scored on
         raise InputError(f"{inputs['folds']}: valid row index {leaked[0]} is in a fold")
-    oof = [_aligned(p, oof_index) for p in inputs["oof"]]
+    oof = [aligned_probs(p, oof_index) for p in inputs["oof"]]
     weights = fit_weights(oof, folds["topic_idx"].to_numpy())  # OOF rows only
 
-    valid_p = [_aligned(p, valid_index) for p in inputs["valid_probs"]]
+    valid_p = [aligned_probs(p, valid_index) for p in inputs["valid_probs"]]
     test_index = read_probs(inputs["test_probs"][0])["index"].to_numpy()
-    test_p = [_aligned(p, test_index) for p in inputs["test_probs"]]
+    test_p = [aligned_probs(p, test_index) for p in inputs["test_probs"]]
     y_oof, y_valid = folds["topic_idx"].to_numpy(), valid["topic_idx"].to_numpy()
 
     def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:

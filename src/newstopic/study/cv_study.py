@@ -1,0 +1,373 @@
+"""The k-fold recipe on the real data, step by step (docs/results_cv.md): what one fold model,
+the K-fold average, the baseline as a member, the pseudo-label round and the ensemble each
+give on the held-out valid split, under several training seeds, with the wall time it costs.
+
+    python -m newstopic.study.cv_study --configfile config/dacon.yaml config/dacon_cv.yaml \\
+        --workdir runs/cv --seeds 1 2
+
+Three real Snakemake runs in one work directory:
+1. the config's whole DAG (its wall time is the recipe's);
+2. the same DAG with `cv.seeds` set to --seeds, asking only for the extra seeds' finetune and
+   retrain fold jobs (same folds, encoder, baseline and pseudo-labels: only the training seed
+   changes);
+3. the DAG's ensemble rule with every seed's finetune and retrain and the baseline as members:
+   the recipe without a time limit.
+Each step's valid accuracy is computed here from the runs' probability files, with the same
+weight fit on out-of-fold rows as the ensemble rule (`newstopic.ensemble.fit_weights`); the
+valid split chooses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from newstopic.atomic import write_text
+from newstopic.config import deep_merge, validate_config
+from newstopic.ensemble import aligned_probs, fit_weights
+from newstopic.formats import read_benchmark, read_folds, read_json, read_split
+from newstopic.members import BASELINE, parse_member
+from newstopic.metrics import classification_metrics
+from newstopic.study.runs import Runner, last_run_wall_s
+
+STAGES = ("finetune", "retrain")
+
+
+def load_config(config_files: list[Path], overlay: dict[str, Any] | None = None) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for f in config_files:
+        raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
+    return validate_config(deep_merge(raw, overlay or {}), source=" + ".join(f.name for f in config_files))
+
+
+def data_overlay(runner: Runner, workdir: Path) -> dict[str, Any]:
+    """data.* of the config files relative to `workdir`, as Snakemake there sees them: a run
+    started by hand in the same directory records the same input paths, so nothing reruns."""
+    data: dict[str, str] = {}
+    for f in runner.config_files:
+        data.update((yaml.safe_load(f.read_text()) or {}).get("data", {}))
+    return {"data": {k: os.path.relpath((runner.repo / v).resolve(), workdir) for k, v in data.items()}}
+
+
+# --- reading a finished run -----------------------------------------------------------------------
+class Probabilities:
+    """A run's labels (the folds' rows and the valid rows) and its members' probabilities."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        folds = read_folds(results / "cv" / "folds.parquet")
+        valid = read_split(results / "data" / "valid.parquet", labeled=True)
+        self.oof_index, self.y_oof = folds["index"].to_numpy(), folds["topic_idx"].to_numpy()
+        self.valid_index, self.y_valid = valid["index"].to_numpy(), valid["topic_idx"].to_numpy()
+        self.folds = sorted(folds["fold"].unique().tolist())
+
+    def member_dir(self, member: str) -> Path:
+        if member == BASELINE:
+            return self.results / "baseline"
+        return self.results / parse_member(member, {}, _seeds_of(member)).directory()
+
+    def member(self, member: str) -> tuple[np.ndarray, np.ndarray]:
+        """OOF and valid probabilities of a member (its K fold models as one)."""
+        folder = self.member_dir(member) / "cv"
+        return (
+            aligned_probs(str(folder / "oof_probs.parquet"), self.oof_index),
+            aligned_probs(str(folder / "valid_probs.parquet"), self.valid_index),
+        )
+
+    def fold_models(self, member: str) -> list[float]:
+        """Valid accuracy of each fold model of a trained member, alone."""
+        return [
+            classification_metrics(
+                self.y_valid,
+                aligned_probs(
+                    str(self.member_dir(member) / f"fold{k}" / "valid_probs.parquet"), self.valid_index
+                ),
+            )["valid_accuracy"]
+            for k in self.folds
+        ]
+
+    def ensemble(self, members: list[str]) -> dict[str, Any]:
+        """Weights fit on OOF rows only, then scored on valid (one member: weight 1)."""
+        probs = [self.member(m) for m in members]
+        weights = fit_weights([p[0] for p in probs], self.y_oof)
+        oof = np.tensordot(weights, np.stack([p[0] for p in probs]), axes=1)
+        valid = np.tensordot(weights, np.stack([p[1] for p in probs]), axes=1)
+        return {
+            "members": members,
+            "weights": weights.round(4).tolist(),
+            **classification_metrics(self.y_oof, oof, prefix="oof_"),
+            **classification_metrics(self.y_valid, valid),
+        }
+
+
+def _seeds_of(member: str) -> list[int]:
+    return [int(member.split("@seed")[1])] if "@seed" in member else []
+
+
+def seeded(stage: str, seed: int | None) -> str:
+    return stage if seed is None else f"{stage}@seed{seed}"
+
+
+def recipe_steps(probs: Probabilities, seed: int | None) -> dict[str, dict[str, Any]]:
+    """The recipe's steps at one training seed (None: the config's own)."""
+    ft, rt = seeded("finetune", seed), seeded("retrain", seed)
+    folds = probs.fold_models(ft)
+    return {
+        "fold_model": {"valid_accuracy": float(np.mean(folds)), "folds": folds},
+        "finetune": probs.ensemble([ft]),
+        "finetune+baseline": probs.ensemble([ft, BASELINE]),
+        "retrain": probs.ensemble([rt]),
+        "ensemble": probs.ensemble([ft, rt, BASELINE]),
+    }
+
+
+STEP_NAMES = {
+    "fold_model": "one fold model (trained on {k1} of {k} folds), mean of the {k}",
+    "finetune": "{k}-fold average of finetune",
+    "finetune+baseline": "+ the TF-IDF baseline as a member",
+    "retrain": "{k}-fold average of retrain (round 1: soft pseudo-labels)",
+    "ensemble": "ensemble: finetune + retrain + baseline (the submission)",
+}
+
+# The jobs (benchmark name prefixes; "x." is rule x alone) each step needs, cumulatively.
+_CHAIN = ["preprocess", "build_tokenizer", "mlm_pretrain"]
+STEP_RULES = {
+    "fold_model": [*_CHAIN, "finetune_fold0"],
+    "finetune": [*_CHAIN, "finetune_fold"],
+    "finetune+baseline": [*_CHAIN, "finetune_fold", "baseline_folds"],
+    "retrain": [*_CHAIN, "finetune_fold", "baseline.", "pseudo_label", "retrain_fold"],
+    "ensemble": [*_CHAIN, "finetune_fold", "baseline", "pseudo_label", "retrain_fold", "ensemble"],
+}
+
+
+def benchmarks(workdir: Path) -> dict[str, dict[str, float]]:
+    """Every job's wall time and peak RSS, by its benchmark file's name (finetune_fold0, ...)."""
+    return {p.stem: read_benchmark(p) for p in sorted((workdir / "benchmarks").glob("*.tsv"))}
+
+
+def step_wall_s(jobs: dict[str, dict[str, float]], step: str) -> float:
+    """Sum of the jobs a step needs: a prefix ending in '.' names one rule exactly."""
+
+    def needed(job: str) -> bool:
+        return any(job == p[:-1] if p.endswith(".") else job.startswith(p) for p in STEP_RULES[step])
+
+    return sum(b["wall_s"] for job, b in jobs.items() if needed(job) and "_seed" not in job)
+
+
+def rule_of(job: str) -> str:
+    """finetune_seed1_fold3 -> finetune_seed*_fold*: one line per rule in the wall table."""
+    parts = ["seed*" if p.startswith("seed") and p[4:].isdigit() else p for p in job.split("_")]
+    parts = ["fold*" if p.startswith("fold") and p[4:].isdigit() else p for p in parts]
+    return "_".join(parts)
+
+
+# --- the report ------------------------------------------------------------------------------------
+def se_binomial(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error across seeds (0 with one value)."""
+    mean = float(np.mean(values))
+    return mean, (float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0)
+
+
+def results_markdown(study: dict[str, Any], command: str, config_text: str) -> str:
+    k, n = study["folds"], study["valid_rows"]
+    names = {s: t.format(k=k, k1=k - 1) for s, t in STEP_NAMES.items()}
+    top = study["steps"][str(study["top_seed"])]
+    lines = [
+        "# The k-fold recipe on the real data (offline, 2 CPU cores)",
+        "",
+        "The same held-out valid split as docs/results.md (a stratified 10% of Dacon's train.csv);",
+        "folds, epoch choice, ensemble weights and pseudo-labels never see it. Written by",
+        "`newstopic.study.cv_study`; reproduce with:",
+        "",
+        f"    {command}",
+        "",
+        f"## The 60-minute recipe, step by step (training seed {study['top_seed']})",
+        "",
+        "Wall = the rules the step needs, summed from Snakemake's benchmark files (2 cores).",
+        "",
+        "| step | valid accuracy | SE | valid macro-F1 | OOF accuracy | wall (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for step, name in names.items():
+        r = top[step]
+        acc = r["valid_accuracy"]
+        f1 = f"{r['valid_macro_f1']:.4f}" if "valid_macro_f1" in r else "—"
+        oof = f"{r['oof_accuracy']:.4f}" if "oof_accuracy" in r else "—"
+        wall = study["step_wall_s"][step]
+        lines.append(f"| {name} | {acc:.4f} | {se_binomial(acc, n):.4f} | {f1} | {oof} | {wall:.0f} |")
+    weights = ", ".join(
+        f"{m} {w:.3f}" for m, w in zip(top["ensemble"]["members"], top["ensemble"]["weights"], strict=True)
+    )
+    folds = ", ".join(f"{a:.4f}" for a in top["fold_model"]["folds"])
+    lines += [
+        "",
+        f"Ensemble weights (fit on {study['oof_rows']} OOF rows): {weights}. The {k} fold models "
+        f"alone: {folds}. SE: the binomial standard error of one accuracy on {n} valid rows.",
+        "",
+        f"Whole DAG: {study['dag_wall_s']:.0f} s of rules summed, {study['dag_elapsed_s']:.0f} s "
+        "elapsed (`snakemake` from an empty work directory).",
+        "",
+    ]
+    seeds = list(study["steps"])
+    if len(seeds) > 1:
+        lines += [
+            f"## Under {len(seeds)} training seeds",
+            "",
+            "Each extra seed (`cv.seeds`) retrains finetune's and retrain's fold jobs on the same folds,",
+            "MLM encoder and baseline; its retrain learns the same pseudo-labels (the config's own",
+            "seed's teachers), so the spread below is the training noise of the two stages.",
+            "",
+            "| step | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | SE over seeds |",
+            "| --- | " + " | ".join("---" for _ in seeds) + " | --- | --- |",
+        ]
+        for step, name in names.items():
+            values = [study["steps"][s][step]["valid_accuracy"] for s in seeds]
+            mean, se = mean_se(values)
+            lines.append(
+                f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + f" | **{mean:.4f}** | {se:.4f} |"
+            )
+        gain = [
+            100
+            * (
+                study["steps"][s]["ensemble"]["valid_accuracy"]
+                - study["steps"][s]["fold_model"]["valid_accuracy"]
+            )
+            for s in seeds
+        ]
+        g, g_se = mean_se(gain)
+        lines += [
+            "",
+            f"The ensemble minus one fold model, paired by seed: {g:+.2f} points (SE {g_se:.2f}).",
+            "",
+        ]
+        best = study["best"]
+        weights = ", ".join(
+            f"{m} {w:.3f}" for m, w in zip(best["members"], best["weights"], strict=True) if w > 0
+        )
+        acc = best["valid_accuracy"]
+        lines += [
+            "## Without a time limit: every seed's members in one ensemble",
+            "",
+            f"Members: {', '.join(best['members'])} (config/dacon_cv_seeds.yaml).",
+            "",
+            "| ensemble | valid accuracy | SE | valid macro-F1 | OOF accuracy | whole DAG wall (s) |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| {len(best['members'])} members | {acc:.4f} | {se_binomial(acc, n):.4f} | "
+            f"{best['valid_macro_f1']:.4f} | {best['oof_accuracy']:.4f} | {study['all_wall_s']:.0f} |",
+            "",
+            f"Non-zero weights: {weights}. The DAG's own ensemble rule, run with these members, "
+            f"scored {study['dag_best_valid_accuracy']:.4f}.",
+            "",
+        ]
+    lines += [
+        "## Wall time per rule",
+        "",
+        "| rule | jobs | wall (s), all jobs | peak RSS (MB), highest |",
+        "| --- | --- | --- | --- |",
+    ]
+    for rule, r in study["rules"].items():
+        lines.append(f"| {rule} | {r['jobs']} | {r['wall_s']:.1f} | {r['max_rss_mb']:.0f} |")
+    lines += ["", "## Config", "", "```yaml", config_text.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def read_study(workdir: Path, config: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    results = workdir / "results"
+    probs = Probabilities(results)
+    top_seed = config["finetune"]["seed"] if config["finetune"]["seed"] is not None else config["seed"]
+    steps = {str(top_seed): recipe_steps(probs, None)} | {str(s): recipe_steps(probs, s) for s in seeds}
+    jobs = benchmarks(workdir)
+    rules: dict[str, dict[str, float]] = {}
+    for job, b in jobs.items():
+        r = rules.setdefault(rule_of(job), {"jobs": 0, "wall_s": 0.0, "max_rss_mb": 0.0})
+        r["jobs"] += 1
+        r["wall_s"] += b["wall_s"]
+        r["max_rss_mb"] = max(r["max_rss_mb"], b["max_rss_mb"])
+    study: dict[str, Any] = {
+        "folds": len(probs.folds),
+        "valid_rows": len(probs.valid_index),
+        "oof_rows": len(probs.oof_index),
+        "top_seed": top_seed,
+        "steps": steps,
+        "step_wall_s": {s: step_wall_s(jobs, s) for s in STEP_RULES},
+        "dag_wall_s": sum(b["wall_s"] for job, b in jobs.items() if "_seed" not in job),
+        "all_wall_s": sum(b["wall_s"] for b in jobs.values()),
+        "rules": rules,
+    }
+    if seeds:
+        study["best"] = probs.ensemble(best_members(seeds))
+    return study
+
+
+def best_members(seeds: list[int]) -> list[str]:
+    return [*STAGES, *(seeded(st, s) for s in seeds for st in STAGES), BASELINE]
+
+
+def run_study(
+    runner: Runner, workdir: Path, out: Path, seeds: list[int], command: str, report_only: bool
+) -> dict:
+    overlay = data_overlay(runner, workdir)
+    config = load_config(runner.config_files)
+    if not config["cv"]["folds"] or not config["ensemble"]["enabled"]:
+        raise SystemExit(
+            "cv_study: the config needs cv.folds >= 2 and ensemble.enabled (config/dacon_cv.yaml)"
+        )
+    state_file = workdir / "cv_study.yaml"
+    if not report_only:
+        runner.run(workdir, overlay)  # 1. the recipe's whole DAG
+        state = {"dag_elapsed_s": last_run_wall_s(workdir)}
+        write_text(state_file, yaml.safe_dump(state))
+        if seeds:
+            seed_overlay = deep_merge(overlay, {"cv": {"seeds": seeds}})
+            targets = [f"results/{st}/seed{s}/metrics.json" for s in seeds for st in STAGES]
+            runner.run(workdir, seed_overlay, targets)  # 2. the extra seeds' fold jobs
+            best = deep_merge(seed_overlay, {"ensemble": {"members": best_members(seeds)}})
+            runner.run(workdir, best, ["results/ensemble/metrics.json"])  # 3. their ensemble
+    study = read_study(workdir, config, seeds)
+    study |= yaml.safe_load(state_file.read_text())
+    if seeds:
+        study["dag_best_valid_accuracy"] = read_json(workdir / "results" / "ensemble" / "metrics.json")[
+            "valid_accuracy"
+        ]
+    config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in runner.config_files)
+    write_text(out, results_markdown(study, command, config_text))
+    write_text(out.with_suffix(".yaml"), yaml.safe_dump(study, sort_keys=False))
+    return study
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", default=".", help="the workflow's repository (default: here)")
+    parser.add_argument("--configfile", nargs="+", default=["config/dacon.yaml", "config/dacon_cv.yaml"])
+    parser.add_argument("--workdir", default="runs/cv", help="where the runs write results/")
+    parser.add_argument("--out", default="docs/results_cv.md")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[], help="extra training seeds (cv.seeds)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite --out from the finished runs in --workdir"
+    )
+    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = "python -m newstopic.study.cv_study " + shlex.join(a for a in given if a != "--report-only")
+    runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
+    run_study(
+        runner, Path(args.workdir).resolve(), Path(args.out), args.seeds, command.strip(), args.report_only
+    )
+
+
+if __name__ == "__main__":
+    main()

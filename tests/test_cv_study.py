@@ -1,0 +1,137 @@
+"""The k-fold recipe's study (newstopic.study.cv_study): the table's numbers come from the
+right files, the walls from the right jobs, and the valid split chooses nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from newstopic import NUM_LABELS
+from newstopic.formats import FOLDS_SCHEMA, LABELED_SCHEMA, PROBS_SCHEMA, probs_frame, write_parquet
+from newstopic.study import cv_study
+from newstopic.study.runs import Runner
+
+K, TRAIN_ROWS, VALID_ROWS = 3, 300, 120
+
+
+def _probs(labels: np.ndarray, skill: float, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities that put most mass on the true class for about `skill` of the rows."""
+    probs = rng.dirichlet(np.ones(NUM_LABELS), size=len(labels))
+    right = rng.random(len(labels)) < skill
+    probs[right, labels[right]] += 2.0
+    return probs / probs.sum(1, keepdims=True)
+
+
+def _write(path: Path, index: np.ndarray, probs: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(probs_frame(index, probs.astype(np.float32)), path, PROBS_SCHEMA)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A finished run's files: folds, valid split, members finetune, retrain (seed 42 and 1),
+    the baseline, each trained member's fold models, and benchmark files."""
+    rng = np.random.default_rng(0)
+    results = tmp_path / "results"
+    train_index, valid_index = np.arange(TRAIN_ROWS), np.arange(1000, 1000 + VALID_ROWS)
+    y_train, y_valid = rng.integers(0, NUM_LABELS, TRAIN_ROWS), rng.integers(0, NUM_LABELS, VALID_ROWS)
+    (results / "cv").mkdir(parents=True)
+    folds = pd.DataFrame({"index": train_index, "topic_idx": y_train, "fold": train_index % K})
+    write_parquet(folds, results / "cv" / "folds.parquet", FOLDS_SCHEMA)
+    (results / "data").mkdir()
+    valid = pd.DataFrame({"index": valid_index, "title": "t", "title_raw": "t", "topic_idx": y_valid})
+    write_parquet(valid, results / "data" / "valid.parquet", LABELED_SCHEMA)
+    skills = {"finetune": 0.6, "retrain": 0.7, "finetune/seed1": 0.5, "retrain/seed1": 0.65, "baseline": 0.55}
+    for folder, skill in skills.items():
+        _write(results / folder / "cv" / "oof_probs.parquet", train_index, _probs(y_train, skill, rng))
+        _write(results / folder / "cv" / "valid_probs.parquet", valid_index, _probs(y_valid, skill, rng))
+        if folder != "baseline":
+            for k in range(K):
+                probs = _probs(y_valid, skill - 0.1, rng)
+                _write(results / folder / f"fold{k}" / "valid_probs.parquet", valid_index, probs)
+    (tmp_path / "benchmarks").mkdir()
+    walls = {"preprocess": 1, "build_tokenizer": 2, "mlm_pretrain": 100, "baseline": 10, "baseline_folds": 20}
+    walls |= {"pseudo_label": 3, "ensemble": 4}
+    walls |= {f"finetune_fold{k}": 30 + k for k in range(K)} | {f"retrain_fold{k}": 40 for k in range(K)}
+    walls |= {f"{stage}_seed1_fold{k}": 1000 for k in range(K) for stage in ("finetune", "retrain")}
+    for job, wall in walls.items():
+        (tmp_path / "benchmarks" / f"{job}.tsv").write_text(f"s\tmax_rss\n{wall}\t{wall + 100}\n")
+    return tmp_path
+
+
+def _accuracy(path: Path, labels: np.ndarray) -> float:
+    frame = pd.read_parquet(path)
+    return float((frame[[f"prob_{i}" for i in range(NUM_LABELS)]].to_numpy().argmax(1) == labels).mean())
+
+
+def test_each_step_is_scored_from_its_own_files(workdir: Path) -> None:
+    results = workdir / "results"
+    y_valid = pd.read_parquet(results / "data" / "valid.parquet")["topic_idx"].to_numpy()
+    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
+    assert set(study["steps"]) == {"42", "1"}
+    top, other = study["steps"]["42"], study["steps"]["1"]
+    folds = [_accuracy(results / "finetune" / f"fold{k}" / "valid_probs.parquet", y_valid) for k in range(K)]
+    assert top["fold_model"]["valid_accuracy"] == pytest.approx(np.mean(folds))
+    assert top["finetune"]["valid_accuracy"] == pytest.approx(
+        _accuracy(results / "finetune" / "cv" / "valid_probs.parquet", y_valid)
+    )
+    # The extra seed's steps read its own folder.
+    assert other["retrain"]["valid_accuracy"] == pytest.approx(
+        _accuracy(results / "retrain" / "seed1" / "cv" / "valid_probs.parquet", y_valid)
+    )
+    assert top["ensemble"]["members"] == ["finetune", "retrain", "baseline"]
+    assert sum(top["ensemble"]["weights"]) == pytest.approx(1.0, abs=1e-3)
+    assert study["best"]["members"] == ["finetune", "retrain", "finetune@seed1", "retrain@seed1", "baseline"]
+    assert (study["valid_rows"], study["oof_rows"], study["folds"]) == (VALID_ROWS, TRAIN_ROWS, K)
+
+
+def test_valid_labels_choose_no_weight(workdir: Path) -> None:
+    """Scrambled valid labels change the valid scores, never the weights."""
+    config = {"seed": 42, "finetune": {"seed": None}}
+    before = cv_study.read_study(workdir, config, seeds=[1])
+    path = workdir / "results" / "data" / "valid.parquet"
+    valid = pd.read_parquet(path)
+    valid["topic_idx"] = np.random.default_rng(1).permutation(valid["topic_idx"].to_numpy())
+    write_parquet(valid, path, LABELED_SCHEMA)
+    after = cv_study.read_study(workdir, config, seeds=[1])
+    assert after["best"]["weights"] == before["best"]["weights"]
+    assert after["steps"]["42"]["ensemble"]["weights"] == before["steps"]["42"]["ensemble"]["weights"]
+
+
+def test_walls_sum_the_jobs_each_step_needs(workdir: Path) -> None:
+    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
+    chain = 1 + 2 + 100
+    finetune = 30 + 31 + 32
+    assert study["step_wall_s"]["fold_model"] == chain + 30
+    assert study["step_wall_s"]["finetune+baseline"] == chain + finetune + 20
+    # retrain's teacher is the plain baseline, not the fold refits; no seed job counts.
+    assert study["step_wall_s"]["retrain"] == chain + finetune + 10 + 3 + 3 * 40
+    assert study["step_wall_s"]["ensemble"] == chain + finetune + 10 + 20 + 3 + 3 * 40 + 4
+    assert study["dag_wall_s"] == study["step_wall_s"]["ensemble"]
+    assert study["all_wall_s"] == study["dag_wall_s"] + 6 * 1000
+    assert study["rules"]["finetune_seed*_fold*"] == {"jobs": 3, "wall_s": 3000.0, "max_rss_mb": 1100.0}
+
+
+def test_report_has_every_step_and_the_seeds_statistics(workdir: Path) -> None:
+    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
+    study |= {"dag_elapsed_s": 300.0, "dag_best_valid_accuracy": study["best"]["valid_accuracy"]}
+    text = cv_study.results_markdown(study, "python -m newstopic.study.cv_study --seeds 1", "cv: {folds: 3}")
+    for step in cv_study.STEP_NAMES.values():
+        assert step.format(k=K, k1=K - 1) in text
+    assert "| step | seed 42 | seed 1 | mean | SE over seeds |" in text
+    assert "python -m newstopic.study.cv_study --seeds 1" in text
+    assert f"{study['steps']['42']['ensemble']['valid_accuracy']:.4f}" in text
+
+
+def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) -> None:
+    """A run started by hand in the work directory records the same input paths: the study's
+    overlay must not make Snakemake rerun the DAG from preprocess."""
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    (repo / "config").mkdir(parents=True)
+    (repo / "config" / "c.yaml").write_text("data:\n  train: ../shared/train.csv\n")
+    runner = Runner(repo, [repo / "config" / "c.yaml"])
+    assert cv_study.data_overlay(runner, work) == {"data": {"train": "../shared/train.csv"}}
+    assert cv_study.data_overlay(runner, tmp_path / "a" / "b")["data"]["train"] == "../../shared/train.csv"
