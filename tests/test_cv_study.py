@@ -135,3 +135,16 @@ def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) 
     runner = Runner(repo, [repo / "config" / "c.yaml"])
     assert cv_study.data_overlay(runner, work) == {"data": {"train": "../shared/train.csv"}}
     assert cv_study.data_overlay(runner, tmp_path / "a" / "b")["data"]["train"] == "../../shared/train.csv"
+
+
+def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
+    """--seed-stages finetune: the extra seeds have the finetune steps only, the table says so."""
+    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, [1], ("finetune",))
+    assert set(study["steps"]["1"]) == {"fold_model", "finetune", "finetune+baseline"}
+    assert study["best"]["members"] == ["finetune", "retrain", "finetune@seed1", "baseline"]
+    study |= {"dag_elapsed_s": 300.0, "dag_best_valid_accuracy": study["best"]["valid_accuracy"]}
+    text = cv_study.results_markdown(study, "cmd", "")
+    seeds_table = text.split("training seeds")[1]
+    retrain_row = next(line for line in seeds_table.splitlines() if line.startswith("| 3-fold average of retrain"))
+    assert "| — |" in retrain_row
+    assert "+ the TF-IDF baseline as a member minus one fold model, paired by seed" in text

@@ -116,17 +116,21 @@ def seeded(stage: str, seed: int | None) -> str:
     return stage if seed is None else f"{stage}@seed{seed}"
 
 
-def recipe_steps(probs: Probabilities, seed: int | None) -> dict[str, dict[str, Any]]:
-    """The recipe's steps at one training seed (None: the config's own)."""
+def recipe_steps(
+    probs: Probabilities, seed: int | None, stages: tuple[str, ...] = STAGES
+) -> dict[str, dict[str, Any]]:
+    """The recipe's steps at one training seed (None: the config's own); those of retrain
+    only when `stages` has it."""
     ft, rt = seeded("finetune", seed), seeded("retrain", seed)
     folds = probs.fold_models(ft)
-    return {
+    steps = {
         "fold_model": {"valid_accuracy": float(np.mean(folds)), "folds": folds},
         "finetune": probs.ensemble([ft]),
         "finetune+baseline": probs.ensemble([ft, BASELINE]),
-        "retrain": probs.ensemble([rt]),
-        "ensemble": probs.ensemble([ft, rt, BASELINE]),
     }
+    if "retrain" in stages:
+        steps |= {"retrain": probs.ensemble([rt]), "ensemble": probs.ensemble([ft, rt, BASELINE])}
+    return steps
 
 
 STEP_NAMES = {
@@ -225,31 +229,31 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         lines += [
             f"## Under {len(seeds)} training seeds",
             "",
-            "Each extra seed (`cv.seeds`) retrains finetune's and retrain's fold jobs on the same folds,",
-            "MLM encoder and baseline; its retrain learns the same pseudo-labels (the config's own",
-            "seed's teachers), so the spread below is the training noise of the two stages.",
+            f"Each extra seed (`cv.seeds`) trains {' and '.join(study['seed_stages'])} again (all folds),",
+            "on the same folds, MLM encoder and baseline (a retrain learns the same pseudo-labels, the",
+            "config's own seed's teachers'): the spread below is the training noise of those stages.",
             "",
             "| step | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | SE over seeds |",
             "| --- | " + " | ".join("---" for _ in seeds) + " | --- | --- |",
         ]
         for step, name in names.items():
-            values = [study["steps"][s][step]["valid_accuracy"] for s in seeds]
+            values = [study["steps"][s][step]["valid_accuracy"] for s in seeds if step in study["steps"][s]]
+            shown = [
+                f"{study['steps'][s][step]['valid_accuracy']:.4f}" if step in study["steps"][s] else "—"
+                for s in seeds
+            ]
             mean, se = mean_se(values)
-            lines.append(
-                f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + f" | **{mean:.4f}** | {se:.4f} |"
-            )
+            lines.append(f"| {name} | " + " | ".join(shown) + f" | **{mean:.4f}** | {se:.4f} |")
+        last = [step for step in names if all(step in study["steps"][s] for s in seeds)][-1]
         gain = [
             100
-            * (
-                study["steps"][s]["ensemble"]["valid_accuracy"]
-                - study["steps"][s]["fold_model"]["valid_accuracy"]
-            )
+            * (study["steps"][s][last]["valid_accuracy"] - study["steps"][s]["fold_model"]["valid_accuracy"])
             for s in seeds
         ]
         g, g_se = mean_se(gain)
         lines += [
             "",
-            f"The ensemble minus one fold model, paired by seed: {g:+.2f} points (SE {g_se:.2f}).",
+            f"{names[last]} minus one fold model, paired by seed: {g:+.2f} points (SE {g_se:.2f}).",
             "",
         ]
         best = study["best"]
@@ -283,11 +287,14 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
     return "\n".join(lines)
 
 
-def read_study(workdir: Path, config: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+def read_study(
+    workdir: Path, config: dict[str, Any], seeds: list[int], seed_stages: tuple[str, ...] = STAGES
+) -> dict[str, Any]:
     results = workdir / "results"
     probs = Probabilities(results)
     top_seed = config["finetune"]["seed"] if config["finetune"]["seed"] is not None else config["seed"]
-    steps = {str(top_seed): recipe_steps(probs, None)} | {str(s): recipe_steps(probs, s) for s in seeds}
+    steps = {str(top_seed): recipe_steps(probs, None)}
+    steps |= {str(s): recipe_steps(probs, s, seed_stages) for s in seeds}
     jobs = benchmarks(workdir)
     rules: dict[str, dict[str, float]] = {}
     for job, b in jobs.items():
@@ -305,18 +312,25 @@ def read_study(workdir: Path, config: dict[str, Any], seeds: list[int]) -> dict[
         "dag_wall_s": sum(b["wall_s"] for job, b in jobs.items() if "_seed" not in job),
         "all_wall_s": sum(b["wall_s"] for b in jobs.values()),
         "rules": rules,
+        "seed_stages": list(seed_stages),
     }
     if seeds:
-        study["best"] = probs.ensemble(best_members(seeds))
+        study["best"] = probs.ensemble(best_members(seeds, seed_stages))
     return study
 
 
-def best_members(seeds: list[int]) -> list[str]:
-    return [*STAGES, *(seeded(st, s) for s in seeds for st in STAGES), BASELINE]
+def best_members(seeds: list[int], seed_stages: tuple[str, ...] = STAGES) -> list[str]:
+    return [*STAGES, *(seeded(st, s) for s in seeds for st in seed_stages), BASELINE]
 
 
 def run_study(
-    runner: Runner, workdir: Path, out: Path, seeds: list[int], command: str, report_only: bool
+    runner: Runner,
+    workdir: Path,
+    out: Path,
+    seeds: list[int],
+    command: str,
+    report_only: bool,
+    seed_stages: tuple[str, ...] = STAGES,
 ) -> dict:
     overlay = data_overlay(runner, workdir)
     config = load_config(runner.config_files)
@@ -331,11 +345,11 @@ def run_study(
         write_text(state_file, yaml.safe_dump(state))
         if seeds:
             seed_overlay = deep_merge(overlay, {"cv": {"seeds": seeds}})
-            targets = [f"results/{st}/seed{s}/metrics.json" for s in seeds for st in STAGES]
+            targets = [f"results/{st}/seed{s}/metrics.json" for s in seeds for st in seed_stages]
             runner.run(workdir, seed_overlay, targets)  # 2. the extra seeds' fold jobs
-            best = deep_merge(seed_overlay, {"ensemble": {"members": best_members(seeds)}})
+            best = deep_merge(seed_overlay, {"ensemble": {"members": best_members(seeds, seed_stages)}})
             runner.run(workdir, best, ["results/ensemble/metrics.json"])  # 3. their ensemble
-    study = read_study(workdir, config, seeds)
+    study = read_study(workdir, config, seeds, seed_stages)
     study |= yaml.safe_load(state_file.read_text())
     if seeds:
         study["dag_best_valid_accuracy"] = read_json(workdir / "results" / "ensemble" / "metrics.json")[
@@ -358,6 +372,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seeds", nargs="*", type=int, default=[], help="extra training seeds (cv.seeds)")
     parser.add_argument(
+        "--seed-stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="what the extra seeds train again (finetune alone: about half the time)",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rewrite --out from the finished runs in --workdir"
     )
     args = parser.parse_args(argv)
@@ -365,7 +386,13 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m newstopic.study.cv_study " + shlex.join(a for a in given if a != "--report-only")
     runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
     run_study(
-        runner, Path(args.workdir).resolve(), Path(args.out), args.seeds, command.strip(), args.report_only
+        runner,
+        Path(args.workdir).resolve(),
+        Path(args.out),
+        args.seeds,
+        command.strip(),
+        args.report_only,
+        tuple(args.seed_stages),
     )
 
 
