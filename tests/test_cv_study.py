@@ -145,6 +145,6 @@ def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
     study |= {"dag_elapsed_s": 300.0, "dag_best_valid_accuracy": study["best"]["valid_accuracy"]}
     text = cv_study.results_markdown(study, "cmd", "")
     seeds_table = text.split("training seeds")[1]
-    retrain_row = next(line for line in seeds_table.splitlines() if line.startswith("| 3-fold average of retrain"))
+    retrain_row = next(ln for ln in seeds_table.splitlines() if ln.startswith("| 3-fold average of retrain"))
     assert "| — |" in retrain_row
     assert "+ the TF-IDF baseline as a member minus one fold model, paired by seed" in text
