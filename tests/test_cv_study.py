@@ -62,6 +62,23 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+CHAIN = ["preprocess", "build_tokenizer", "mlm_pretrain", "baseline"]
+FINETUNE = [f"finetune_fold{k}" for k in range(K)]
+STEPS_JOBS = {
+    "fold_model": [*CHAIN, "finetune_fold0"],
+    "finetune": [*CHAIN, *FINETUNE],
+    "finetune+baseline": [*CHAIN, *FINETUNE, "baseline_folds", "ensemble"],
+    "retrain": [*CHAIN, *FINETUNE, "pseudo_label", *(f"retrain_fold{k}" for k in range(K))],
+    "ensemble": [*CHAIN, *FINETUNE, "baseline_folds", "pseudo_label", *(f"retrain_fold{k}" for k in range(K))]
+    + ["ensemble"],
+}
+CONFIG = {"seed": 42, "finetune": {"seed": None}}
+
+
+def _study(workdir: Path, seeds: list[int], stages: tuple[str, ...] = cv_study.STAGES) -> dict:
+    return cv_study.read_study(workdir, CONFIG, seeds, STEPS_JOBS, stages)
+
+
 def _accuracy(path: Path, labels: np.ndarray) -> float:
     frame = pd.read_parquet(path)
     return float((frame[[f"prob_{i}" for i in range(NUM_LABELS)]].to_numpy().argmax(1) == labels).mean())
@@ -70,7 +87,7 @@ def _accuracy(path: Path, labels: np.ndarray) -> float:
 def test_each_step_is_scored_from_its_own_files(workdir: Path) -> None:
     results = workdir / "results"
     y_valid = pd.read_parquet(results / "data" / "valid.parquet")["topic_idx"].to_numpy()
-    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
+    study = _study(workdir, [1])
     assert set(study["steps"]) == {"42", "1"}
     top, other = study["steps"]["42"], study["steps"]["1"]
     folds = [_accuracy(results / "finetune" / f"fold{k}" / "valid_probs.parquet", y_valid) for k in range(K)]
@@ -90,33 +107,54 @@ def test_each_step_is_scored_from_its_own_files(workdir: Path) -> None:
 
 def test_valid_labels_choose_no_weight(workdir: Path) -> None:
     """Scrambled valid labels change the valid scores, never the weights."""
-    config = {"seed": 42, "finetune": {"seed": None}}
-    before = cv_study.read_study(workdir, config, seeds=[1])
+    before = _study(workdir, [1])
     path = workdir / "results" / "data" / "valid.parquet"
     valid = pd.read_parquet(path)
     valid["topic_idx"] = np.random.default_rng(1).permutation(valid["topic_idx"].to_numpy())
     write_parquet(valid, path, LABELED_SCHEMA)
-    after = cv_study.read_study(workdir, config, seeds=[1])
+    after = _study(workdir, [1])
     assert after["best"]["weights"] == before["best"]["weights"]
     assert after["steps"]["42"]["ensemble"]["weights"] == before["steps"]["42"]["ensemble"]["weights"]
 
 
-def test_walls_sum_the_jobs_each_step_needs(workdir: Path) -> None:
-    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
-    chain = 1 + 2 + 100
+def test_walls_sum_the_jobs_of_each_steps_dag(workdir: Path) -> None:
+    study = _study(workdir, [1])
+    chain = 1 + 2 + 100 + 10
     finetune = 30 + 31 + 32
     assert study["step_wall_s"]["fold_model"] == chain + 30
-    assert study["step_wall_s"]["finetune+baseline"] == chain + finetune + 20
-    # retrain's teacher is the plain baseline, not the fold refits; no seed job counts.
-    assert study["step_wall_s"]["retrain"] == chain + finetune + 10 + 3 + 3 * 40
-    assert study["step_wall_s"]["ensemble"] == chain + finetune + 10 + 20 + 3 + 3 * 40 + 4
+    assert study["step_wall_s"]["finetune+baseline"] == chain + finetune + 20 + 4
+    assert study["step_wall_s"]["ensemble"] == chain + finetune + 20 + 3 + 3 * 40 + 4
     assert study["dag_wall_s"] == study["step_wall_s"]["ensemble"]
-    assert study["all_wall_s"] == study["dag_wall_s"] + 6 * 1000
+    assert study["all_wall_s"] == study["dag_wall_s"] + 6 * 1000  # + the seed jobs
     assert study["rules"]["finetune_seed*_fold*"] == {"jobs": 3, "wall_s": 3000.0, "max_rss_mb": 1100.0}
 
 
+def test_each_steps_dag_is_listed_by_snakemake(tmp_path: Path) -> None:
+    """The steps' DAGs from a real dry run of the demo config with 3 folds."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "cv.yaml").write_text(
+        "cv: {folds: 3}\nensemble: {enabled: true, members: [finetune, retrain, baseline]}\n"
+    )
+    runner = Runner(repo, [repo / "config" / "config.yaml", tmp_path / "cv.yaml"])
+    work = tmp_path / "work"
+    work.mkdir()
+    jobs = cv_study.step_jobs(runner, work, cv_study.data_overlay(runner, work))
+    folds = [f"finetune_fold{k}" for k in range(3)]
+    retrain = [f"retrain_fold{k}" for k in range(3)]
+    assert set(folds) <= set(jobs["finetune"]) and not {"ensemble", "pseudo_label", *retrain} & set(
+        jobs["finetune"]
+    )
+    assert {"baseline_folds", "ensemble"} <= set(jobs["finetune+baseline"]) and not set(retrain) & set(
+        jobs["finetune+baseline"]
+    )
+    assert set(retrain) <= set(jobs["retrain"]) and "ensemble" not in jobs["retrain"]
+    assert {"mlm_pretrain", "baseline_folds", "ensemble", *folds, *retrain} <= set(jobs["ensemble"])
+    assert [j for j in jobs["fold_model"] if j.startswith("finetune_fold")] == ["finetune_fold0"]
+    assert not list(work.glob("*.yaml")) and not (work / "results").exists()  # a dry run: nothing written
+
+
 def test_report_has_every_step_and_the_seeds_statistics(workdir: Path) -> None:
-    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, seeds=[1])
+    study = _study(workdir, [1])
     study |= {"dag_elapsed_s": 300.0, "dag_best_valid_accuracy": study["best"]["valid_accuracy"]}
     text = cv_study.results_markdown(study, "python -m newstopic.study.cv_study --seeds 1", "cv: {folds: 3}")
     for step in cv_study.STEP_NAMES.values():
@@ -139,7 +177,7 @@ def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) 
 
 def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
     """--seed-stages finetune: the extra seeds have the finetune steps only, the table says so."""
-    study = cv_study.read_study(workdir, {"seed": 42, "finetune": {"seed": None}}, [1], ("finetune",))
+    study = _study(workdir, [1], ("finetune",))
     assert set(study["steps"]["1"]) == {"fold_model", "finetune", "finetune+baseline"}
     assert study["best"]["members"] == ["finetune", "retrain", "finetune@seed1", "baseline"]
     study |= {"dag_elapsed_s": 300.0, "dag_best_valid_accuracy": study["best"]["valid_accuracy"]}

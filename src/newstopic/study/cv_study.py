@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,14 +143,16 @@ STEP_NAMES = {
     "ensemble": "ensemble: finetune + retrain + baseline (the submission)",
 }
 
-# The jobs (benchmark name prefixes; "x." is rule x alone) each step needs, cumulatively.
-_CHAIN = ["preprocess", "build_tokenizer", "mlm_pretrain"]
-STEP_RULES = {
-    "fold_model": [*_CHAIN, "finetune_fold0"],
-    "finetune": [*_CHAIN, "finetune_fold"],
-    "finetune+baseline": [*_CHAIN, "finetune_fold", "baseline_folds"],
-    "retrain": [*_CHAIN, "finetune_fold", "baseline.", "pseudo_label", "retrain_fold"],
-    "ensemble": [*_CHAIN, "finetune_fold", "baseline", "pseudo_label", "retrain_fold", "ensemble"],
+# Each step as a DAG of its own: the config with this overlay submits that step's predictions.
+# Its wall is the sum of its jobs' walls in the study's run (`snakemake -n --forceall` lists them).
+STEP_DAGS: dict[str, dict[str, Any]] = {
+    "finetune": {"pseudo_label": {"enabled": False}, "ensemble": {"enabled": False}},
+    "finetune+baseline": {
+        "pseudo_label": {"enabled": False},
+        "ensemble": {"enabled": True, "members": ["finetune", BASELINE]},
+    },
+    "retrain": {"ensemble": {"enabled": False}},
+    "ensemble": {},
 }
 
 
@@ -157,13 +161,26 @@ def benchmarks(workdir: Path) -> dict[str, dict[str, float]]:
     return {p.stem: read_benchmark(p) for p in sorted((workdir / "benchmarks").glob("*.tsv"))}
 
 
-def step_wall_s(jobs: dict[str, dict[str, float]], step: str) -> float:
-    """Sum of the jobs a step needs: a prefix ending in '.' names one rule exactly."""
+def dag_jobs(runner: Runner, workdir: Path, overlay: dict[str, Any]) -> list[str]:
+    """The benchmark names of the jobs of the whole DAG the config + `overlay` makes (jobs
+    without a benchmark file, the local rules that take a second or less, are not listed)."""
+    overlay_file = workdir / "step_overlay.yaml"
+    write_text(overlay_file, yaml.safe_dump(overlay, allow_unicode=True))
+    cmd = [*runner.command(workdir, [overlay_file]), "-n", "--forceall", "--nolock"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    overlay_file.unlink()
+    if out.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return sorted(
+        {Path(b).stem for b in re.findall(r"^\s*benchmark: (\S+\.tsv)$", out.stdout + out.stderr, re.M)}
+    )
 
-    def needed(job: str) -> bool:
-        return any(job == p[:-1] if p.endswith(".") else job.startswith(p) for p in STEP_RULES[step])
 
-    return sum(b["wall_s"] for job, b in jobs.items() if needed(job) and "_seed" not in job)
+def step_jobs(runner: Runner, workdir: Path, overlay: dict[str, Any]) -> dict[str, list[str]]:
+    """Each step's jobs; one fold model's are the K-fold average's with one finetune fold."""
+    jobs = {step: dag_jobs(runner, workdir, deep_merge(overlay, o)) for step, o in STEP_DAGS.items()}
+    one = [j for j in jobs["finetune"] if not j.startswith("finetune_fold") or j == "finetune_fold0"]
+    return {"fold_model": one, **jobs}
 
 
 def rule_of(job: str) -> str:
@@ -199,7 +216,8 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         "",
         f"## The 60-minute recipe, step by step (training seed {study['top_seed']})",
         "",
-        "Wall = the rules the step needs, summed from Snakemake's benchmark files (2 cores).",
+        "Wall: the whole DAG that submits this step's predictions (the config with the step's",
+        "overlay, `cv_study.STEP_DAGS`), its jobs' walls summed from this run's benchmark files.",
         "",
         "| step | valid accuracy | SE | valid macro-F1 | OOF accuracy | wall (s) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -288,8 +306,14 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
 
 
 def read_study(
-    workdir: Path, config: dict[str, Any], seeds: list[int], seed_stages: tuple[str, ...] = STAGES
+    workdir: Path,
+    config: dict[str, Any],
+    seeds: list[int],
+    steps_jobs: dict[str, list[str]],
+    seed_stages: tuple[str, ...] = STAGES,
 ) -> dict[str, Any]:
+    """The study's figures from the finished runs in `workdir`; `steps_jobs`: each step's jobs
+    (`step_jobs`)."""
     results = workdir / "results"
     probs = Probabilities(results)
     top_seed = config["finetune"]["seed"] if config["finetune"]["seed"] is not None else config["seed"]
@@ -308,8 +332,8 @@ def read_study(
         "oof_rows": len(probs.oof_index),
         "top_seed": top_seed,
         "steps": steps,
-        "step_wall_s": {s: step_wall_s(jobs, s) for s in STEP_RULES},
-        "dag_wall_s": sum(b["wall_s"] for job, b in jobs.items() if "_seed" not in job),
+        "step_wall_s": {s: sum(jobs[j]["wall_s"] for j in names) for s, names in steps_jobs.items()},
+        "dag_wall_s": sum(jobs[j]["wall_s"] for j in steps_jobs["ensemble"]),
         "all_wall_s": sum(b["wall_s"] for b in jobs.values()),
         "rules": rules,
         "seed_stages": list(seed_stages),
@@ -349,7 +373,7 @@ def run_study(
             runner.run(workdir, seed_overlay, targets)  # 2. the extra seeds' fold jobs
             best = deep_merge(seed_overlay, {"ensemble": {"members": best_members(seeds, seed_stages)}})
             runner.run(workdir, best, ["results/ensemble/metrics.json"])  # 3. their ensemble
-    study = read_study(workdir, config, seeds, seed_stages)
+    study = read_study(workdir, config, seeds, step_jobs(runner, workdir, overlay), seed_stages)
     study |= yaml.safe_load(state_file.read_text())
     if seeds:
         study["dag_best_valid_accuracy"] = read_json(workdir / "results" / "ensemble" / "metrics.json")[
