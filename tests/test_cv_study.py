@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from newstopic import NUM_LABELS
 from newstopic.formats import FOLDS_SCHEMA, LABELED_SCHEMA, PROBS_SCHEMA, probs_frame, write_parquet
@@ -186,3 +187,10 @@ def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
     retrain_row = next(ln for ln in seeds_table.splitlines() if ln.startswith("| 3-fold average of retrain"))
     assert "| — |" in retrain_row
     assert "+ the TF-IDF baseline as a member minus one fold model, paired by seed" in text
+
+
+def test_the_60_minute_config_is_the_step_the_study_measures() -> None:
+    """config/dacon_cv_60min.yaml is the overlay whose DAG docs/results_cv.md times."""
+    repo = Path(__file__).resolve().parents[1]
+    overlay = yaml.safe_load((repo / "config" / "dacon_cv_60min.yaml").read_text())
+    assert overlay == cv_study.STEP_DAGS["finetune+baseline"]
