@@ -194,3 +194,13 @@ def test_the_60_minute_config_is_the_step_the_study_measures() -> None:
     repo = Path(__file__).resolve().parents[1]
     overlay = yaml.safe_load((repo / "config" / "dacon_cv_60min.yaml").read_text())
     assert overlay == cv_study.STEP_DAGS["finetune+baseline"]
+
+
+def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    full = cv_study.load_config([config_dir / "dacon.yaml", config_dir / "dacon_cv.yaml"])
+    assert (full["cv"]["folds"], full["ensemble"]["members"]) == (5, ["finetune", "retrain", "baseline"])
+    assert full["mlm"]["epochs"] == 10 and full["mlm"]["mask_prob"] == 0.4  # the rest is dacon.yaml's
+    files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")]
+    short = cv_study.load_config(files)
+    assert not short["pseudo_label"]["enabled"] and short["ensemble"]["members"] == ["finetune", "baseline"]
