@@ -228,19 +228,20 @@ def snakemake_lines(r: dict[str, Any]) -> list[str]:
 
 
 def busy_lines(r: dict[str, Any]) -> list[str]:
-    rows = []
-    for key, label in BUSY_SETTINGS.items():
-        if key in r and f"{key}_busy" in r:
-            idle, busy = r[key]["s_per_step"], r[f"{key}_busy"]["s_per_step"]
-            rows.append([label, f"{idle:.3f}", f"{busy:.3f}", f"{busy / idle:.2f}×"])
     steps = r["default"]["steps"]
     lines = [
-        "## MLM with a busy core",
+        "## MLM and fine-tuning with a busy core",
         "",
         f"CPUs {r['cpus']}, busy loop on CPU {r['competitor_cpu']}, {steps} steps after 2 warm-up steps.",
         "",
     ]
-    header = ["OpenMP setting", "idle s/step", "busy core s/step", "busy / idle"]
+    header = ["step", "OpenMP setting", "idle s/step", "busy core s/step", "busy / idle"]
+    rows = []
+    for stage, prefix in (("MLM", ""), ("fine-tuning", "finetune_")):
+        for key, label in BUSY_SETTINGS.items():
+            if f"{prefix}{key}" in r and f"{prefix}{key}_busy" in r:
+                idle, busy = r[f"{prefix}{key}"]["s_per_step"], r[f"{prefix}{key}_busy"]["s_per_step"]
+                rows.append([stage, label, f"{idle:.3f}", f"{busy:.3f}", f"{busy / idle:.2f}×"])
     return lines + _table(header, rows) + [""]
 
 

@@ -287,21 +287,26 @@ def run_busy(bench: Bench) -> dict[str, Any]:
     Results are keyed `<setting>` (idle) and `<setting>_busy`."""
     cpus = sorted(os.sched_getaffinity(0))[: bench.threads]
     out: dict[str, Any] = {"cpus": cpus, "competitor_cpu": cpus[0], "settings": OMP_SETTINGS}
-    for setting, env in OMP_SETTINGS.items():
-        for busy in (False, True):
-            name = f"{setting}_busy" if busy else setting
-            competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(cpus[0])]) if busy else None
-            try:
-                r = bench.worker("loop", env, stage="mlm", steps=bench.sizes.busy_steps, warmup=2, cpus=cpus)
-            finally:
-                if competitor is not None:
-                    competitor.kill()
-                    competitor.wait()
-            print(
-                f"  mlm {name}: {r['s_per_step']:.3f} s/step (median {r['median_s_per_step']:.3f})",
-                flush=True,
-            )
-            out[name] = r
+    # Fine-tuning too: its ops are smaller than MLM's, so a thread's wake-up costs it more.
+    for stage, prefix in (("mlm", ""), ("finetune", "finetune_")):
+        for setting, env in OMP_SETTINGS.items():
+            for busy in (False, True):
+                name = f"{prefix}{setting}_busy" if busy else f"{prefix}{setting}"
+                competitor = (
+                    subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(cpus[0])]) if busy else None
+                )
+                try:
+                    steps = bench.sizes.busy_steps
+                    r = bench.worker("loop", env, stage=stage, steps=steps, warmup=2, cpus=cpus)
+                finally:
+                    if competitor is not None:
+                        competitor.kill()
+                        competitor.wait()
+                print(
+                    f"  {stage} {name}: {r['s_per_step']:.3f} s/step (median {r['median_s_per_step']:.3f})",
+                    flush=True,
+                )
+                out[name] = r
     return out
 
 
