@@ -163,6 +163,7 @@ def test_report_has_every_step_and_the_seeds_statistics(workdir: Path) -> None:
     assert "| step | seed 42 | seed 1 | mean | SE over seeds |" in text
     assert "python -m newstopic.study.cv_study --seeds 1" in text
     assert f"{study['steps']['42']['ensemble']['valid_accuracy']:.4f}" in text
+    assert "Within 60 minutes on 2 cores: one fold model" in text
 
 
 def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) -> None:
