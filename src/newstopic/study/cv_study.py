@@ -377,8 +377,8 @@ def run_study(
     state_file = workdir / "cv_study.yaml"
     if not report_only:
         runner.run(workdir, overlay)  # 1. the recipe's whole DAG
-        state = {"dag_elapsed_s": last_run_wall_s(workdir)}
-        write_text(state_file, yaml.safe_dump(state))
+        if not state_file.exists():  # the run from an empty work directory, not a later top-up
+            write_text(state_file, yaml.safe_dump({"dag_elapsed_s": last_run_wall_s(workdir)}))
         if seeds:
             seed_overlay = deep_merge(overlay, {"cv": {"seeds": seeds}})
             targets = [f"results/{st}/seed{s}/metrics.json" for s in seeds for st in seed_stages]
