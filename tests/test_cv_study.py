@@ -186,7 +186,7 @@ def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
     text = cv_study.results_markdown(study, "cmd", "")
     seeds_table = text.split("training seeds")[1]
     retrain_row = next(ln for ln in seeds_table.splitlines() if ln.startswith("| 3-fold average of retrain"))
-    assert "| — |" in retrain_row
+    assert "| — |" in retrain_row and "— (one seed)" in retrain_row
     assert "+ the TF-IDF baseline as a member minus one fold model, paired by seed" in text
 
 
@@ -205,3 +205,10 @@ def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
     files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")]
     short = cv_study.load_config(files)
     assert not short["pseudo_label"]["enabled"] and short["ensemble"]["members"] == ["finetune", "baseline"]
+
+
+def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
+    config = cv_study.load_config(files)
+    assert config["ensemble"]["members"] == cv_study.best_members(config["cv"]["seeds"], ("finetune",))

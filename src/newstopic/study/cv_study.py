@@ -273,7 +273,8 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
                 for s in seeds
             ]
             mean, se = mean_se(values)
-            lines.append(f"| {name} | " + " | ".join(shown) + f" | **{mean:.4f}** | {se:.4f} |")
+            spread = f"{se:.4f}" if len(values) > 1 else "— (one seed)"
+            lines.append(f"| {name} | " + " | ".join(shown) + f" | **{mean:.4f}** | {spread} |")
         last = [step for step in names if all(step in study["steps"][s] for s in seeds)][-1]
         gain = [
             100
