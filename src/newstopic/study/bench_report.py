@@ -100,6 +100,8 @@ BUSY_SETTINGS = {
     "default": "libgomp default (threads spin ~300k iterations)",
     "workflow": "workflow: GOMP_SPINCOUNT=1000 (the Snakefile's)",
     "passive": "OMP_WAIT_POLICY=PASSIVE (threads sleep at once)",
+    "spin10k": "GOMP_SPINCOUNT=10000",
+    "spin30k": "GOMP_SPINCOUNT=30000",
 }
 
 NOTES = """\

@@ -278,6 +278,9 @@ OMP_SETTINGS: dict[str, dict[str, str | None]] = {
     "default": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
     "workflow": {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": None},
     "passive": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
+    # Spin counts in between: how much of the idle speed a shorter spin keeps.
+    "spin10k": {"GOMP_SPINCOUNT": "10000", "OMP_WAIT_POLICY": None},
+    "spin30k": {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None},
 }
 
 
