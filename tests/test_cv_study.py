@@ -13,7 +13,7 @@ import yaml
 from newstopic import NUM_LABELS
 from newstopic.formats import FOLDS_SCHEMA, LABELED_SCHEMA, PROBS_SCHEMA, probs_frame, write_parquet
 from newstopic.study import cv_study
-from newstopic.study.runs import Runner
+from newstopic.study.runs import Runner, merged_config
 
 K, TRAIN_ROWS, VALID_ROWS = 3, 300, 120
 
@@ -139,7 +139,7 @@ def test_each_steps_dag_is_listed_by_snakemake(tmp_path: Path) -> None:
     runner = Runner(repo, [repo / "config" / "config.yaml", tmp_path / "cv.yaml"])
     work = tmp_path / "work"
     work.mkdir()
-    jobs = cv_study.step_jobs(runner, work, cv_study.data_overlay(runner, work))
+    jobs = cv_study.step_jobs(runner, work, runner.data_overlay(relative_to=work))
     folds = [f"finetune_fold{k}" for k in range(3)]
     retrain = [f"retrain_fold{k}" for k in range(3)]
     assert set(folds) <= set(jobs["finetune"]) and not {"ensemble", "pseudo_label", *retrain} & set(
@@ -173,8 +173,8 @@ def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) 
     (repo / "config").mkdir(parents=True)
     (repo / "config" / "c.yaml").write_text("data:\n  train: ../shared/train.csv\n")
     runner = Runner(repo, [repo / "config" / "c.yaml"])
-    assert cv_study.data_overlay(runner, work) == {"data": {"train": "../shared/train.csv"}}
-    assert cv_study.data_overlay(runner, tmp_path / "a" / "b")["data"]["train"] == "../../shared/train.csv"
+    assert runner.data_overlay(relative_to=work) == {"data": {"train": "../shared/train.csv"}}
+    assert runner.data_overlay(relative_to=tmp_path / "a" / "b")["data"]["train"] == "../../shared/train.csv"
 
 
 def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
@@ -199,16 +199,16 @@ def test_the_60_minute_config_is_the_step_the_study_measures() -> None:
 
 def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
     config_dir = Path(__file__).resolve().parents[1] / "config"
-    full = cv_study.load_config([config_dir / "dacon.yaml", config_dir / "dacon_cv.yaml"])
+    full = merged_config([config_dir / "dacon.yaml", config_dir / "dacon_cv.yaml"])
     assert (full["cv"]["folds"], full["ensemble"]["members"]) == (5, ["finetune", "retrain", "baseline"])
     assert full["mlm"]["epochs"] == 10 and full["mlm"]["mask_prob"] == 0.4  # the rest is dacon.yaml's
     files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")]
-    short = cv_study.load_config(files)
+    short = merged_config(files)
     assert not short["pseudo_label"]["enabled"] and short["ensemble"]["members"] == ["finetune", "baseline"]
 
 
 def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:
     config_dir = Path(__file__).resolve().parents[1] / "config"
     files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
-    config = cv_study.load_config(files)
+    config = merged_config(files)
     assert config["ensemble"]["members"] == cv_study.best_members(config["cv"]["seeds"], ("finetune",))

@@ -13,12 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from newstopic.atomic import write_text
-from newstopic.config import deep_merge, validate_config
 from newstopic.study.compare_runs import compare, read_run
-from newstopic.study.runs import Runner, last_run_wall_s
+from newstopic.study.runs import Runner, last_run_wall_s, merged_config
+from newstopic.study.runs import training_seed as config_training_seed
 from newstopic.study.seed_study import paired_gain, read_seed, run_seed
 
 # Variant name -> config overlay. "mlm" is the config as given (MLM on, pseudo-labels on).
@@ -30,11 +28,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def training_seed(config_files: list[Path]) -> int:
     """The seed the config's own finetune trains under (finetune.seed, else the top-level seed)."""
-    raw: dict[str, Any] = {}
-    for f in config_files:
-        raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
-    cfg = validate_config(raw, source=" + ".join(f.name for f in config_files))
-    return cfg["finetune"]["seed"] if cfg["finetune"]["seed"] is not None else cfg["seed"]
+    return config_training_seed(merged_config(config_files))
 
 
 def read_variant(workdir: Path) -> dict[str, Any]:

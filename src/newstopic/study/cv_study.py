@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import shlex
 import subprocess
@@ -33,31 +32,15 @@ import numpy as np
 import yaml
 
 from newstopic.atomic import write_text
-from newstopic.config import deep_merge, validate_config
+from newstopic.config import deep_merge
 from newstopic.ensemble import aligned_probs, fit_weights
 from newstopic.formats import read_benchmark, read_folds, read_json, read_split
 from newstopic.members import BASELINE, parse_member
 from newstopic.metrics import classification_metrics
-from newstopic.study.runs import Runner, last_run_wall_s
+from newstopic.study.runs import Runner, last_run_wall_s, merged_config, training_seed
 
 STAGES = ("finetune", "retrain")
 BUDGET_S = 3600  # issue 14: one recipe whose whole DAG runs within an hour on 2 cores
-
-
-def load_config(config_files: list[Path], overlay: dict[str, Any] | None = None) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
-    for f in config_files:
-        raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
-    return validate_config(deep_merge(raw, overlay or {}), source=" + ".join(f.name for f in config_files))
-
-
-def data_overlay(runner: Runner, workdir: Path) -> dict[str, Any]:
-    """data.* of the config files relative to `workdir`, as Snakemake there sees them: a run
-    started by hand in the same directory records the same input paths, so nothing reruns."""
-    data: dict[str, str] = {}
-    for f in runner.config_files:
-        data.update((yaml.safe_load(f.read_text()) or {}).get("data", {}))
-    return {"data": {k: os.path.relpath((runner.repo / v).resolve(), workdir) for k, v in data.items()}}
 
 
 # --- reading a finished run -----------------------------------------------------------------------
@@ -329,7 +312,7 @@ def read_study(
     (`step_jobs`)."""
     results = workdir / "results"
     probs = Probabilities(results)
-    top_seed = config["finetune"]["seed"] if config["finetune"]["seed"] is not None else config["seed"]
+    top_seed = training_seed(config)
     steps = {str(top_seed): recipe_steps(probs, None)}
     steps |= {str(s): recipe_steps(probs, s, seed_stages) for s in seeds}
     jobs = benchmarks(workdir)
@@ -369,8 +352,8 @@ def run_study(
     report_only: bool,
     seed_stages: tuple[str, ...] = STAGES,
 ) -> dict:
-    overlay = data_overlay(runner, workdir)
-    config = load_config(runner.config_files)
+    overlay = runner.data_overlay(relative_to=workdir)
+    config = merged_config(runner.config_files)
     if not config["cv"]["folds"] or not config["ensemble"]["enabled"]:
         raise SystemExit(
             "cv_study: the config needs cv.folds >= 2 and ensemble.enabled (config/dacon_cv.yaml)"

@@ -4,6 +4,7 @@ finished run left behind (metrics, wall time)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from newstopic.config import deep_merge, validate_config
 
 
 @dataclass
@@ -52,12 +55,30 @@ class Runner:
         overlay_file.write_text(yaml.safe_dump(overlay, allow_unicode=True))
         subprocess.run(self.command(workdir, [overlay_file], targets, allowed_rules), check=True)
 
-    def data_overlay(self) -> dict[str, Any]:
-        """data.* of the config files as absolute paths (the runs use other work dirs)."""
+    def data_overlay(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """data.* of the config files as absolute paths (the runs use other work dirs), or
+        relative to `relative_to`: as a run started by hand in that work directory records them,
+        so that Snakemake sees the same inputs and reruns nothing."""
         data: dict[str, str] = {}
         for f in self.config_files:
             data.update((yaml.safe_load(f.read_text()) or {}).get("data", {}))
-        return {"data": {k: str((self.repo / v).resolve()) for k, v in data.items()}}
+        paths = {k: (self.repo / v).resolve() for k, v in data.items()}
+        if relative_to is None:
+            return {"data": {k: str(p) for k, p in paths.items()}}
+        return {"data": {k: os.path.relpath(p, relative_to) for k, p in paths.items()}}
+
+
+def merged_config(config_files: Sequence[Path]) -> dict[str, Any]:
+    """The config files merged in order (as `snakemake --configfile A B`), validated, defaults in."""
+    raw: dict[str, Any] = {}
+    for f in config_files:
+        raw = deep_merge(raw, yaml.safe_load(f.read_text()) or {})
+    return validate_config(raw, source=" + ".join(f.name for f in config_files))
+
+
+def training_seed(config: dict[str, Any]) -> int:
+    """The seed a validated config's own finetune trains under (finetune.seed, else `seed`)."""
+    return config["finetune"]["seed"] if config["finetune"]["seed"] is not None else config["seed"]
 
 
 def accuracy(run: Path, stage: str) -> float:
