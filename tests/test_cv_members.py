@@ -119,6 +119,10 @@ def test_the_ensemble_and_summary_name_the_new_members(members_run: tuple[Path, 
         summary["rules"]
     )
     assert (res / "submission.csv").read_bytes() == (res / "ensemble" / "submission.csv").read_bytes()
+    # The report scores the new members on valid as it does the others, topic by topic.
+    for stage in ("finetune", "finetune/seed7", "encoders/roberta/finetune", "ensemble"):
+        assert (res / "report" / f"{stage}_confusion.png").stat().st_size > 0, stage
+        assert "<table" in (res / "report" / f"{stage}_per_topic.html").read_text(), stage
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(run_snakemake(wf, "-n", config=config))
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import copy_workflow, run_snakemake
 
 from newstopic.formats import PROB_COLUMNS, read_folds, read_probs, read_split
+from newstopic.study import rounds_report
 
 pytestmark = pytest.mark.e2e
 
@@ -82,13 +84,21 @@ def test_fold_jobs_and_out_of_fold_rows(cv_run: Path) -> None:
     valid = read_split(res / "data" / "valid.parquet", labeled=True)
     folds = read_folds(res / "cv" / "folds.parquet")
     assert sorted(folds["index"]) == sorted(train["index"]) and set(folds["fold"]) == set(range(K))
-    stages = [("finetune", "finetune", 0)]
-    for r in range(1, ROUNDS + 1):
-        pseudo = pd.read_parquet(res / f"round{r}" / "pseudo_label" / "pseudo_labels.parquet")
-        stages.append((f"round{r}/retrain", f"retrain_round{r}", len(pseudo)))
-    for stage, job, extra in stages:
+    stages = [("finetune", "finetune", None)]
+    stages += [
+        (f"round{r}/retrain", f"retrain_round{r}", f"round{r}/pseudo_label") for r in range(1, ROUNDS + 1)
+    ]
+    for stage, job, pseudo_dir in stages:
         seen = []
         for k in range(K):
+            # A retrained fold model learns its own fold's pseudo-labels (fold k's teachers').
+            pseudo = res / str(pseudo_dir) / f"fold{k}" / "pseudo_labels.parquet"
+            extra = len(pd.read_parquet(pseudo)) if pseudo_dir else 0
+            if pseudo_dir:
+                assert (
+                    f"'results/{pseudo_dir}/fold{k}/pseudo_labels.parquet'"
+                    in (wf / "logs" / f"{job}_fold{k}.log").read_text()
+                )
             fold_dir = res / stage / f"fold{k}"
             m = json.loads((fold_dir / "metrics.json").read_text())
             oof = read_probs(fold_dir / "oof_probs.parquet")
@@ -130,7 +140,15 @@ def test_rounds_and_the_ensemble_submission(cv_run: Path) -> None:
         assert "**ensemble**" in (res / f"round{r}" / "ensemble" / "report.md").read_text()
         if r:  # round r's teacher: round r-1's ensemble, and nothing else
             report = json.loads((res / f"round{r}" / "pseudo_label" / "report.json").read_text())
-            assert report["teachers"] == [f"results/round{r - 1}/ensemble/test_probs.parquet"]
+            teachers = [f"results/round{r - 1}/ensemble/fold{k}/test_probs.parquet" for k in range(K)]
+            assert report["teachers"] == teachers
+            for k in range(K):  # fold k's students: fold k's mixture alone, never another fold's
+                assert report["folds"][k]["teachers"] == [teachers[k]]
+                rows = pd.read_parquet(
+                    res / f"round{r}" / "pseudo_label" / f"fold{k}" / "pseudo_labels.parquet"
+                )
+                teacher = read_probs(res / teachers[k].removeprefix("results/")).set_index("index")
+                assert np.allclose(rows[PROB_COLUMNS], teacher.loc[rows["index"], PROB_COLUMNS], atol=1e-6)
     final = res / f"round{ROUNDS}" / "ensemble" / "submission.csv"
     assert (res / "submission.csv").read_bytes() == final.read_bytes()
     summary = json.loads((res / "summary.json").read_text())
@@ -220,3 +238,28 @@ def test_an_extra_seed_reruns_what_it_affects(cv_run: Path, change: dict, rerun:
 def test_lint_passes_with_folds(cv_run: Path) -> None:
     proc = run_snakemake(cv_run, "--lint", config=CV)
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_rounds_report_shows_each_rounds_files(cv_run: Path, tmp_path: Path) -> None:
+    """docs/results_cv_rounds.md's figures are the run's: each round's ensemble and retrain
+    metrics, and its jobs' walls from their benchmark files."""
+    out = tmp_path / "rounds.md"
+    rounds_report.main(["--workdir", str(cv_run), "--out", str(out)])
+    study = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    res, bench = cv_run / "results", cv_run / "benchmarks"
+    assert [r["round"] for r in study["rounds"]] == list(range(ROUNDS + 1))
+    for row in study["rounds"]:
+        r = row["round"]
+        m = json.loads((res / f"round{r}" / "ensemble" / "metrics.json").read_text())
+        assert row["ensemble"]["valid_accuracy"] == m["valid_accuracy"] and row["weights"] == m["weights"]
+        jobs = [f"ensemble_round{r}"]
+        if r:
+            rt = json.loads((res / f"round{r}" / "retrain" / "metrics.json").read_text())
+            gap = rt["oof_accuracy"] - rt["valid_accuracy"]
+            assert row["retrain"]["oof_minus_valid"] == pytest.approx(gap)
+            jobs += [f"pseudo_label_round{r}", *(f"retrain_round{r}_fold{k}" for k in range(K))]
+        walls = [float(pd.read_csv(bench / f"{job}.tsv", sep="\t")["s"].iloc[0]) for job in jobs]
+        assert row["wall_s"] == pytest.approx(sum(walls), abs=0.1)
+    summary = json.loads((res / "summary.json").read_text())
+    assert study["dag_wall_s"] == summary["total_wall_s"]
+    assert f"| {ROUNDS} | " in out.read_text()

@@ -223,3 +223,72 @@ def test_hf_engine_resumes_after_kill(workflow_copy: Path) -> None:
     assert again["history"] == straight["history"]
     assert again["steps"] == straight["steps"] and again["best_epoch"] == straight["best_epoch"]
     assert not list((wf / "scratch").rglob("checkpoint-*"))  # cleared on success
+
+
+def _signal_the_job_mid_training(wf: Path, sig: int) -> tuple[int, str]:
+    """Start `snakemake finetune` afresh; send `sig` to its training job (not to snakemake)
+    once the job has logged a training step. Returns snakemake's exit code and the job's log."""
+    log = wf / "logs" / "finetune.log"
+    log.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "finetune", "--forcerun", "finetune"]
+    cmd += ["--configfile", "config/config.yaml", "test_overlay.yaml"]  # run_snakemake wrote it
+    proc = subprocess.Popen(
+        cmd,
+        cwd=wf,
+        env=snakemake_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (log.is_file() and re.search(r"step \d+/\d+ epoch", log.read_text())):
+            assert proc.poll() is None, "snakemake finetune ended before a training step"
+            assert time.monotonic() < deadline, "no training step after 600 s"
+            time.sleep(0.02)
+        # The job: the python process running the rule's script, in snakemake's session.
+        found = subprocess.run(
+            ["pgrep", "-s", str(proc.pid), "-f", r"python.*\.train\.py"], capture_output=True, text=True
+        )
+        jobs = [int(p) for p in found.stdout.split()]
+        assert jobs, "the training job's process was not found"
+        for pid in jobs:
+            os.kill(pid, sig)
+        return proc.wait(timeout=600), log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.e2e
+def test_hf_engine_stops_at_the_time_limit_warning_and_resumes_at_that_step(workflow_copy: Path) -> None:
+    """SIGUSR1 (Slurm's warning before a time limit) stops the hf engine as it stops the loop:
+    a checkpoint at the end of the step it came in, one stop line, and a rerun resumes at that
+    step (so under Slurm the job requeues without spending a retry, newstopic.slurm)."""
+    wf = workflow_copy
+    metrics_path = wf / "results" / "finetune" / "metrics.json"
+    run_snakemake(wf, "finetune", config=HF_OVERLAY)
+    straight = json.loads(metrics_path.read_text())
+
+    code, log = _signal_the_job_mid_training(wf, signal.SIGUSR1)
+    assert code != 0 and not metrics_path.exists()
+    stop = re.search(
+        r"SIGUSR1 received: stopped at step (\d+) of (\d+) with a checkpoint in (\S+); rerun to resume", log
+    )
+    assert stop, log[-2000:]
+    step, total = int(stop.group(1)), int(stop.group(2))
+    assert 0 < step < total == straight["steps"]
+    assert (wf / "scratch" / "finetune" / "hf" / f"checkpoint-{step}" / MARKER).is_file()
+
+    run_snakemake(wf, "--rerun-incomplete", "finetune", config=HF_OVERLAY)
+    log = (wf / "logs" / "finetune.log").read_text()
+    assert re.search(rf"hf engine: resumed at step {step} from \S+checkpoint-{step}", log), log[-2000:]
+    again = json.loads(metrics_path.read_text())
+    assert again["steps"] == straight["steps"] and again["best_epoch"] == straight["best_epoch"]
+    # The same weights at every epoch's end: the same valid scores (the Trainer's logged
+    # train loss of the stopped epoch averages only the steps after the resume).
+    for key in ("valid_accuracy", "valid_loss"):
+        assert [h[key] for h in again["history"]] == pytest.approx(
+            [h[key] for h in straight["history"]], rel=1e-5
+        )

@@ -14,6 +14,7 @@ from newstopic.errors import InputError
 from newstopic.formats import (
     FOLDS_SCHEMA,
     LABELED_SCHEMA,
+    PROB_COLUMNS,
     PROBS_SCHEMA,
     probs_frame,
     read_probs,
@@ -123,4 +124,54 @@ def test_valid_rows_reach_no_weight(member_files: tuple[dict, dict, list[str]], 
     folds.loc[0, "index"] = valid["index"].iat[0]
     write_parquet(folds, inputs["folds"], FOLDS_SCHEMA)
     with pytest.raises(InputError, match="valid row index .* is in a fold"):
+        ensemble_files(inputs, outputs, members=names)
+
+
+def test_fold_mixtures_use_each_folds_models_alone(
+    member_files: tuple[dict, dict, list[str]], tmp_path: Path
+) -> None:
+    """The ensemble's fold-k test probabilities (the next round's teacher of fold k's students)
+    are the weighted mix of the members' fold-k models: changing another fold's files leaves
+    fold k's mixture as it was."""
+    inputs, outputs, names = member_files
+    rng = np.random.default_rng(2)
+    test_index = read_probs(inputs["test_probs"][0])["index"].to_numpy()
+
+    def random_probs(path: Path | str) -> None:
+        write_parquet(probs_frame(test_index, rng.dirichlet(np.ones(7), len(test_index))), path, PROBS_SCHEMA)
+
+    k = 3
+    inputs["fold_test_probs"] = []
+    for name in names:  # member by member, each member's K fold files
+        for fold in range(k):
+            path = tmp_path / f"{name}_fold{fold}_test.parquet"
+            write_parquet(
+                probs_frame(test_index, rng.dirichlet(np.ones(7), len(test_index))), path, PROBS_SCHEMA
+            )
+            inputs["fold_test_probs"].append(str(path))
+    outputs["fold_test"] = [str(tmp_path / "out" / f"fold{fold}_test.parquet") for fold in range(k)]
+    m = ensemble_files(inputs, outputs, members=names)
+    w = np.array([m["weights"][n] for n in names])
+    for fold in range(k):
+        members = [
+            read_probs(inputs["fold_test_probs"][i * k + fold])[PROB_COLUMNS].to_numpy() for i in range(2)
+        ]
+        mixed = read_probs(outputs["fold_test"][fold])
+        assert mixed["index"].tolist() == test_index.tolist()
+        np.testing.assert_allclose(
+            mixed[PROB_COLUMNS].to_numpy(), w[0] * members[0] + w[1] * members[1], atol=1e-5
+        )
+    fold1 = read_probs(outputs["fold_test"][1])
+    for name in names:  # fold 0's and fold 2's models change: fold 1's mixture does not
+        for fold in (0, 2):
+            path = inputs["fold_test_probs"][names.index(name) * k + fold]
+            write_parquet(
+                probs_frame(test_index, rng.dirichlet(np.ones(7), len(test_index))), path, PROBS_SCHEMA
+            )
+    ensemble_files(inputs, outputs, members=names)
+    assert read_probs(outputs["fold_test"][1]).equals(fold1)
+    assert not read_probs(outputs["fold_test"][0]).equals(read_probs(outputs["fold_test"][1]))
+
+    inputs["fold_test_probs"] = inputs["fold_test_probs"][:-1]
+    with pytest.raises(InputError, match="5 fold test files: not 3 per member"):
         ensemble_files(inputs, outputs, members=names)

@@ -21,6 +21,7 @@ from newstopic.formats import (
     SOFT_LABELED_SCHEMA,
     UNLABELED_SCHEMA,
     read_labeled,
+    read_probs,
     write_parquet,
 )
 from newstopic.hf_engine import TokenDataset
@@ -251,3 +252,44 @@ def test_ablation_refuses_an_extra_seed_equal_to_the_configs_own(tmp_path: Path)
     with pytest.raises(ValueError, match="--seeds 5: the config's own training seed"):
         run_ablation(Runner(tmp_path, [cfg], 1), tmp_path / "runs", tmp_path / "out.md", "cmd", seeds=[1, 5])
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out.md").exists()  # nothing ran
+
+
+def test_fold_students_learn_from_their_folds_teachers_alone(tmp_path: Path) -> None:
+    """With folds, fold k's pseudo-labels come from fold k's teachers only (models that never
+    saw fold k's rows): another fold's teacher changing leaves them as they were. The rows file
+    (report, next round's agreement) is all K folds' teachers averaged."""
+    probs, test = frames()
+    write_parquet(test, tmp_path / "test.parquet", UNLABELED_SCHEMA)
+    rng = np.random.default_rng(0)
+
+    def teacher(name: str) -> str:
+        frame = probs.copy()
+        frame[PROB_COLUMNS] = rng.dirichlet(np.full(7, 0.3), len(frame)).astype(np.float32)
+        return write_probs(frame, tmp_path / f"{name}.parquet")
+
+    # Fold by fold, two teachers each (e.g. finetune's and the baseline's fold models).
+    paths = [teacher(f"{t}_fold{k}") for k in range(3) for t in ("ft", "bl")]
+    fold_rows = [str(tmp_path / f"fold{k}.parquet") for k in range(3)]
+    section = {"threshold": 0.0, "max_per_class": None, "soft": True}
+    args = (str(tmp_path / "test.parquet"), str(tmp_path / "rows.parquet"), str(tmp_path / "report.json"))
+    report = pseudo_label_files(paths, *args, section=section, fold_rows=fold_rows)
+    for k in range(3):
+        expected = (
+            read_probs(paths[2 * k])[PROB_COLUMNS].to_numpy()
+            + read_probs(paths[2 * k + 1])[PROB_COLUMNS].to_numpy()
+        ) / 2
+        rows = pd.read_parquet(fold_rows[k]).set_index("index").loc[probs["index"]]
+        np.testing.assert_allclose(rows[PROB_COLUMNS].to_numpy(), expected, atol=1e-6)
+        assert report["folds"][k]["teachers"] == paths[2 * k : 2 * k + 2]
+    mean = np.mean([read_probs(p)[PROB_COLUMNS].to_numpy() for p in paths], axis=0)
+    all_rows = pd.read_parquet(tmp_path / "rows.parquet").set_index("index").loc[probs["index"]]
+    np.testing.assert_allclose(all_rows[PROB_COLUMNS].to_numpy(), mean, atol=1e-6)
+
+    fold1 = pd.read_parquet(fold_rows[1])
+    teacher("ft_fold0"), teacher("bl_fold2")  # other folds' teachers change
+    pseudo_label_files(paths, *args, section=section, fold_rows=fold_rows)
+    assert pd.read_parquet(fold_rows[1]).equals(fold1)
+    assert not pd.read_parquet(fold_rows[0]).equals(fold1)
+
+    with pytest.raises(InputError, match="5 teacher files do not split into 3 folds"):
+        pseudo_label_files(paths[:5], *args, section=section, fold_rows=fold_rows)

@@ -80,7 +80,8 @@ def baseline_fold_predictions(
     """The baseline_folds rule: the baseline as an ensemble member, refit on the same K folds as
     the fold models. Fold model k (TF-IDF fit on the other folds, Platt-calibrated SVM) predicts
     fold k (out-of-fold); valid and test probabilities are the K models' mean, as a training
-    stage's are. `inputs`: train, valid, test, folds; `outputs`: oof, valid, test (parquet)."""
+    stage's are. `inputs`: train, valid, test, folds; `outputs`: oof, valid, test (parquet)
+    and fold_test (K paths: each fold model's test probabilities)."""
     train = read_split(inputs["train"], labeled=True)
     valid = read_split(inputs["valid"], labeled=True)
     test = read_split(inputs["test"], labeled=False)
@@ -97,7 +98,11 @@ def baseline_fold_predictions(
         clf = calibrated_svm(x, train["topic_idx"].to_numpy()[rows], section["c"], random_state=0)
         oof[~rows] = clf.predict_proba(vectorizer.transform(train["title"][~rows]))
         valid_p += clf.predict_proba(vectorizer.transform(valid["title"])) / k
-        test_p += clf.predict_proba(vectorizer.transform(test["title"])) / k
+        fold_test = clf.predict_proba(vectorizer.transform(test["title"]))
+        test_p += fold_test / k
+        # Fold k's own test probabilities: the pseudo-label teacher of fold k's students.
+        frame = probs_frame(test["index"].to_numpy(), fold_test.astype("float32"))
+        write_parquet(frame, outputs["fold_test"][fold], PROBS_SCHEMA)
     for name, frame, probs in (("oof", train, oof), ("valid", valid, valid_p), ("test", test, test_p)):
         rows_probs = probs_frame(frame["index"].to_numpy(), probs.astype("float32"))
         write_parquet(rows_probs, outputs[name], PROBS_SCHEMA)

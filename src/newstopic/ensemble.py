@@ -116,6 +116,21 @@ def ensemble_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_fold_mixtures(
+    member_folds: list[str], outputs: list[str], weights: np.ndarray, test_index: np.ndarray
+) -> None:
+    """Fold k's mixture of the members' fold-k test probabilities, with the ensemble's weights:
+    the next round's teacher of fold k's students, from models that never saw fold k.
+    `member_folds`: member by member, each member's K fold files; `outputs`: K paths."""
+    k = len(outputs)
+    if len(member_folds) != k * len(weights):
+        raise InputError(f"{len(member_folds)} fold test files: not {k} per member ({len(weights)})")
+    for fold, out in enumerate(outputs):
+        probs = [aligned_probs(member_folds[m * k + fold], test_index) for m in range(len(weights))]
+        mixture = np.tensordot(weights, np.stack(probs), axes=1)
+        write_parquet(probs_frame(test_index, mixture.astype(np.float32)), out, PROBS_SCHEMA)
+
+
 def ensemble_files(
     inputs: Mapping[str, Any],
     outputs: Mapping[str, str],
@@ -124,9 +139,11 @@ def ensemble_files(
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ensemble rule. `inputs`: folds and valid (parquet), and per member (in `members`'
-    order) lists oof, valid_probs, test_probs. `labels`: what a member is, in words (extra
+    order) lists oof, valid_probs, test_probs, and fold_test_probs (each member's K fold
+    models' test probabilities, member by member). `labels`: what a member is, in words (extra
     seeds and encoders: newstopic.members), shown beside its name. Writes metrics (json),
-    report (md), the ensemble's oof, valid and test probabilities and its submission."""
+    report (md), the ensemble's oof, valid and test probabilities, its submission, and
+    fold_test (fold k's mixture, K paths)."""
     labels = labels or {}
     start = time.perf_counter()
     folds = read_folds(inputs["folds"])
@@ -165,6 +182,7 @@ def ensemble_files(
         write_parquet(probs_frame(index, mix(probs, weights).astype(np.float32)), outputs[name], PROBS_SCHEMA)
     test_frame = probs_frame(test_index, mix(test_p, weights).astype(np.float32))
     write_parquet(test_frame, outputs["test_probs"], PROBS_SCHEMA)
+    write_fold_mixtures(inputs.get("fold_test_probs", []), outputs.get("fold_test", []), weights, test_index)
     with atomic_path(outputs["submission"]) as tmp:
         test_frame[["index", "topic_idx"]].to_csv(tmp, index=False)
     metrics["seconds"] = round(time.perf_counter() - start, 2)

@@ -13,8 +13,10 @@ What is the Trainer's own (the honest "Trainer as people use it" baseline):
 - MLM uses `DataCollatorForLanguageModeling` and the model's own loss: the LM head projects
   every position onto the vocabulary (the loop projects only the masked ones);
 - checkpoints are the Trainer's, one per epoch (`save_strategy="epoch"`, which
-  `load_best_model_at_end` requires), kept in `<scratch>/hf/`; `runtime.checkpoint_every`
-  and SIGTERM checkpoints are loop-only, so a killed run redoes its current epoch;
+  `load_best_model_at_end` requires), kept in `<scratch>/hf/`; `runtime.checkpoint_every` is
+  loop-only, so a killed run redoes its current epoch. SIGTERM and SIGUSR1 (Slurm's warning
+  before a time limit) save a checkpoint at the end of the step they came in and stop, as
+  the loop does, so a job stopped at its time limit requeues and resumes at that step;
 - one training process (several GPUs of one process are used through DataParallel); for
   DistributedDataParallel over several processes or nodes use the loop.
 
@@ -30,6 +32,7 @@ import json
 import logging
 import math
 import shutil
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,11 +57,11 @@ from newstopic import distributed
 from newstopic.checkpoint import CheckpointDir, TrainState, step_of
 from newstopic.data import mask_inputs
 from newstopic.device import resolve_device
-from newstopic.errors import ConfigError
+from newstopic.errors import ConfigError, TrainingInterrupted
 from newstopic.finetune import ClassifierTask
 from newstopic.metrics import classification_metrics
 from newstopic.pretrain import MlmTask
-from newstopic.training import LoopSettings, pace, param_groups
+from newstopic.training import LoopSettings, StopRequest, pace, param_groups
 
 log = logging.getLogger("newstopic")
 
@@ -181,6 +184,27 @@ class _NewstopicCallback(TrainerCallback):
         tmp.replace(path / MARKER)
 
 
+class _StopAtSignal(TrainerCallback):
+    """SIGTERM / SIGUSR1 (Slurm's time-limit warning) as the loop takes them: at the end of the
+    step it came in, save a checkpoint and stop; `_train` then raises TrainingInterrupted, and
+    the job requeues itself as a loop job does (newstopic.stages.run_stage_in_job)."""
+
+    def __init__(self, stop: StopRequest) -> None:
+        self.stop = stop
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if self.stop.signal and state.global_step < state.max_steps:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if control.should_training_stop and self.stop.signal:
+            # Stopped mid-epoch: no evaluation there (a resumed run evaluates at the epoch's
+            # end, as an uninterrupted one), and the step's checkpoint is written already.
+            control.should_evaluate = False
+            control.should_save = False
+
+
 # --- the Trainer ----------------------------------------------------------------------------
 def training_arguments(
     output_dir: str | Path,
@@ -268,7 +292,16 @@ def _train(
         log.info("hf engine: starting at step 0, checkpoints in %s", args.output_dir)
     else:
         log.info("hf engine: resumed at step %d from %s", step_of(resume), resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with StopRequest() as stop:
+        trainer.add_callback(_StopAtSignal(stop))
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    step, total = trainer.state.global_step, trainer.state.max_steps
+    if stop.signal and step < total:
+        raise TrainingInterrupted(
+            f"{signal.Signals(stop.signal).name} received: stopped at step {step} of {total} "
+            f"with a checkpoint in {args.output_dir}",
+            stop.signal,
+        )
     if trainer.model is not model:  # the Trainer wrapped or replaced it: copy the weights back
         model.load_state_dict(trainer.model.state_dict())
     return _state_from(trainer, callback.train_seconds())

@@ -87,16 +87,55 @@ def pseudo_label_files(
     report_path: str,
     *,
     section: dict[str, Any],
+    fold_rows: list[str] | None = None,
 ) -> dict[str, Any]:
     """The pseudo_label stage: average the teachers' test probabilities (one file or several),
     keep the confident rows; write rows (soft: with their probabilities) + report.
-    `section`: threshold, max_per_class and soft (config `pseudo_label`)."""
+    `section`: threshold, max_per_class and soft (config `pseudo_label`).
+
+    With folds (`fold_rows`: K paths), `probs_paths` holds the teachers' fold models, fold by
+    fold, and fold k's rows (its students' training rows) come from fold k's teachers alone.
+    `rows_path` then holds the labels of all K folds' teachers averaged (what the report and
+    the next round compare), which no student trains on."""
     threshold, max_per_class, soft = section["threshold"], section["max_per_class"], section["soft"]
-    probs = average_probs([read_probs(p) for p in probs_paths], list(probs_paths))
     test = read_split(test_path, labeled=False)
+    probs = average_probs([read_probs(p) for p in probs_paths], list(probs_paths))
     rows, report = select_pseudo_labels(probs, test, threshold, max_per_class, soft)
     report["teachers"] = list(probs_paths)
-    write_parquet(rows, rows_path, SOFT_LABELED_SCHEMA if soft else LABELED_SCHEMA)
+    schema = SOFT_LABELED_SCHEMA if soft else LABELED_SCHEMA
+    if fold_rows:
+        report["folds"] = _fold_pseudo_labels(probs_paths, test, rows, fold_rows, section)
+    write_parquet(rows, rows_path, schema)
     write_json(report_path, report)
     log.info("accepted %d of %d test rows", report["accepted"], report["test_rows"])
     return report
+
+
+def _fold_pseudo_labels(
+    probs_paths: list[str],
+    test: pd.DataFrame,
+    mean_rows: pd.DataFrame,
+    fold_rows: list[str],
+    section: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Write fold k's pseudo-labels from fold k's teachers (probs_paths, fold by fold); return
+    per fold how many rows it kept and how many of its labels agree with the mean teachers'."""
+    k = len(fold_rows)
+    if len(probs_paths) % k:
+        raise InputError(f"{len(probs_paths)} teacher files do not split into {k} folds")
+    per_fold = len(probs_paths) // k
+    mean_labels = mean_rows.set_index("index")["topic_idx"]
+    schema = SOFT_LABELED_SCHEMA if section["soft"] else LABELED_SCHEMA
+    folds = []
+    for fold, out in enumerate(fold_rows):
+        paths = list(probs_paths[fold * per_fold : (fold + 1) * per_fold])
+        probs = average_probs([read_probs(p) for p in paths], paths)
+        rows, report = select_pseudo_labels(
+            probs, test, section["threshold"], section["max_per_class"], section["soft"]
+        )
+        write_parquet(rows, out, schema)
+        shared = rows.set_index("index")["topic_idx"].align(mean_labels, join="inner")
+        agreement = float((shared[0] == shared[1]).mean()) if len(shared[0]) else None
+        kept = {"accepted": report["accepted"], "agreement_with_mean": agreement}
+        folds.append({"fold": fold, "teachers": paths, **kept})
+    return folds

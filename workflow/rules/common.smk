@@ -199,14 +199,55 @@ def ensemble_dir(round_=None):
 
 def teacher_probs():
     """The pseudo-label teachers' test probabilities: those config pseudo_label.teachers
-    names, or with rounds round r-1's ensemble (an input function of {round})."""
+    names, or with rounds round r-1's ensemble (an input function of {round}). With folds,
+    each teacher's K fold models' files, fold by fold (fold_teacher_probs)."""
     if MULTI_ROUND:
-        return lambda wildcards: [
-            f"{ensemble_dir(int(wildcards.round) - 1)}/test_probs.parquet"
+        return lambda wildcards: fold_teacher_probs(
+            [ensemble_dir(int(wildcards.round) - 1)]
+        )
+    teachers = config["pseudo_label"]["teachers"]
+    if CV:
+        return fold_teacher_probs([member_dir(t) for t in teachers])
+    return [f"{RESULTS}/{t}/test_probs.parquet" for t in teachers]
+
+
+def fold_teacher_probs(teacher_dirs):
+    """With folds, fold k's student learns from fold k's teachers only, which never saw fold
+    k's rows (else its out-of-fold predictions would know their labels through near-duplicate
+    test titles, and the ensemble would over-weight it): the teachers' fold-k test
+    probabilities, fold by fold ([fold 0's teachers, fold 1's, ...]). Without folds, their
+    test probabilities."""
+    if not CV:
+        return [f"{d}/test_probs.parquet" for d in teacher_dirs]
+    return [fold_test_probs(d, k) for k in range(CV_FOLDS) for d in teacher_dirs]
+
+
+def member_dir(member):
+    """Where a teacher's (or member's) folds live: the baseline's refit under baseline/cv."""
+    return f"{RESULTS}/baseline/cv" if member == "baseline" else f"{RESULTS}/{member}"
+
+
+def fold_test_probs(folder, fold):
+    """Fold model `fold`'s test probabilities under a stage's (or the ensemble's) folder."""
+    return f"{folder}/fold{fold}/test_probs.parquet"
+
+
+def pseudo_fold_rows():
+    """The pseudo_label rule's per-fold outputs: fold k's student's rows (folds only)."""
+    if not CV:
+        return {}
+    return {
+        "fold_rows": [
+            f"{pseudo_dir()}/fold{k}/pseudo_labels.parquet" for k in range(CV_FOLDS)
         ]
-    return [
-        f"{RESULTS}/{t}/test_probs.parquet" for t in config["pseudo_label"]["teachers"]
-    ]
+    }
+
+
+def pseudo_rows_for_student():
+    """The pseudo-label rows a retrain job learns from: with folds, its own fold's."""
+    if CV:
+        return f"{pseudo_dir()}/fold{{fold}}/pseudo_labels.parquet"
+    return f"{pseudo_dir()}/pseudo_labels.parquet"
 
 
 # What only a fold job has: empty dicts without folds, so a default run's rules (inputs,
@@ -230,19 +271,23 @@ def fold_files(stage, name):
 
 
 def member_files(member, round_=None):
-    """An ensemble member's out-of-fold, valid and test probabilities (retrain: of round_)."""
+    """An ensemble member's out-of-fold, valid and test probabilities (retrain: of round_),
+    and its K fold models' test probabilities (fold_test)."""
     if member == "baseline":  # the baseline refit on the folds (rule baseline_folds)
-        return {
+        files = {
             k: f"{RESULTS}/baseline/cv/{k}_probs.parquet"
             for k in ("oof", "valid", "test")
         }
-    parsed = parse_member(member, config["ensemble"]["encoders"], SEEDS)
-    folder = f"{RESULTS}/{parsed.directory(round_ if MULTI_ROUND else None)}"
-    return {
-        "oof": f"{folder}/cv/oof_probs.parquet",
-        "valid": f"{folder}/cv/valid_probs.parquet",
-        "test": f"{folder}/test_probs.parquet",
-    }
+        folder = f"{RESULTS}/baseline/cv"
+    else:
+        parsed = parse_member(member, config["ensemble"]["encoders"], SEEDS)
+        folder = f"{RESULTS}/{parsed.directory(round_ if MULTI_ROUND else None)}"
+        files = {
+            "oof": f"{folder}/cv/oof_probs.parquet",
+            "valid": f"{folder}/cv/valid_probs.parquet",
+            "test": f"{folder}/test_probs.parquet",
+        }
+    return files | {"fold_test": [fold_test_probs(folder, k) for k in range(CV_FOLDS)]}
 
 
 def ensemble_members(round_=None):
@@ -308,11 +353,16 @@ def encoder_member_param(wildcards, input):
 
 
 def ensemble_inputs(kind):
+    """The members' files of `kind` (member_files), in member order; fold_test flattened
+    member by member."""
+
+    def files(round_):
+        found = [member_files(m, round_)[kind] for m in ensemble_members(round_)]
+        return [f for group in found for f in group] if kind == "fold_test" else found
+
     if MULTI_ROUND:
-        return lambda w: [
-            member_files(m, int(w.round))[kind] for m in ensemble_members(int(w.round))
-        ]
-    return [member_files(m)[kind] for m in ensemble_members()]
+        return lambda w: files(int(w.round))
+    return files(None)
 
 
 def ensemble_param():
@@ -331,7 +381,9 @@ def member_params(round_=None):
     for name in ensemble_members(round_):
         member = parse_member(name, encoders, SEEDS)
         extra = member.seed is not None or member.encoder
-        params.append({"name": name, "label": member.label(encoders)} if extra else name)
+        params.append(
+            {"name": name, "label": member.label(encoders)} if extra else name
+        )
     return params
 
 
@@ -430,21 +482,27 @@ def report_caption(name):
     return f"../report/{name}.rst"
 
 
-def trained_stages():
-    """Stages that train a classifier scored on valid: a confusion matrix and a per-topic table
-    each (with rounds: each round's retrain; with the ensemble: the final ensemble too).
-    """
+def own_trained_stages():
+    """The config's own training stages: finetune, and retrain (with rounds: each round's)."""
     stages = ["finetune"]
     if config["pseudo_label"]["enabled"]:
         rounds = range(1, ROUNDS + 1)
         stages += [f"round{r}/retrain" for r in rounds] if MULTI_ROUND else ["retrain"]
-    return stages + (["ensemble"] if ENSEMBLE else [])
+    return stages
+
+
+def trained_stages():
+    """Stages that train a classifier scored on valid: a confusion matrix and a per-topic table
+    each. The config's own stages, the extra seeds' and encoders' (member_stages), and with
+    the ensemble the final ensemble too."""
+    return own_trained_stages() + member_stages() + (["ensemble"] if ENSEMBLE else [])
 
 
 def curve_metrics():
-    """{name: metrics.json} whose per-epoch history the learning curves show: each trained
-    stage's, or with folds each fold model's (scored on its own held-out fold)."""
-    stages = [stage for stage in trained_stages() if stage != "ensemble"]
+    """{name: metrics.json} whose per-epoch history the learning curves show: each of the
+    config's own stages, or with folds each fold model's (scored on its own held-out fold).
+    Not the extra seeds' or encoders': K more lines each would bury the plot."""
+    stages = own_trained_stages()
     if not CV:
         return {stage: f"{RESULTS}/{stage}/metrics.json" for stage in stages}
     return {

@@ -73,6 +73,7 @@ rule ensemble:
         oof=ensemble_inputs("oof"),
         valid_probs=ensemble_inputs("valid"),
         test_probs=ensemble_inputs("test"),
+        fold_test_probs=ensemble_inputs("fold_test"),
     output:
         metrics=f"{ensemble_dir()}/metrics.json",
         report=f"{ensemble_dir()}/report.md",
@@ -80,6 +81,8 @@ rule ensemble:
         valid_probs=f"{ensemble_dir()}/valid_probs.parquet",
         test_probs=f"{ensemble_dir()}/test_probs.parquet",
         submission=f"{ensemble_dir()}/submission.csv",
+        # Fold k's mixture, the next round's teacher of fold k's students.
+        fold_test=[fold_test_probs(ensemble_dir(), k) for k in range(CV_FOLDS)],
     log:
         f"{LOGS}/ensemble{'_round{round}' if MULTI_ROUND else ''}.log",
     benchmark:

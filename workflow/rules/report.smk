@@ -53,7 +53,7 @@ rule topic_scores:
     log:
         f"{LOGS}/topic_scores_{{stage}}.log",
     wildcard_constraints:
-        stage=r"finetune|retrain|round\d+/retrain|ensemble",
+        stage=f"{stage_pattern()}|ensemble",
     conda:
         "../../envs/newstopic.yaml"
     params:

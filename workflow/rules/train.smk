@@ -32,6 +32,7 @@ rule pseudo_label:
         probs=teacher_probs(),
         test=f"{RESULTS}/data/test.parquet",
     output:
+        **pseudo_fold_rows(),
         rows=f"{pseudo_dir()}/pseudo_labels.parquet",
         report=f"{pseudo_dir()}/report.json",
     log:
@@ -54,7 +55,7 @@ rule retrain:
         **fold_inputs(),
         train=[
             f"{RESULTS}/data/train.parquet",
-            f"{pseudo_dir()}/pseudo_labels.parquet",
+            pseudo_rows_for_student(),
         ],
         valid=f"{RESULTS}/data/valid.parquet",
         tokenizer=f"{RESULTS}/tokenizer",
