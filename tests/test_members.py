@@ -79,7 +79,6 @@ def test_the_report_says_what_each_member_is() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"cv": {"seeds": [7]}}, "key 'cv.seeds': extra seeds train extra fold jobs; set cv.folds >= 2"),
         ({"cv": {"folds": 3, "seeds": [42]}}, "key 'cv.seeds': 42 is finetune's own seed already"),
         (
             {"cv": {"folds": 3, "seeds": [5]}, "retrain": {"seed": 5}},

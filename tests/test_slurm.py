@@ -254,14 +254,15 @@ def test_requeue_only_a_slurm_job_at_its_time_limit(
 ) -> None:
     """What a stop line ends with when there is nothing to requeue, or the requeue fails (the
     job then ends as a failure, and a Snakemake retry resumes it)."""
-    from newstopic.slurm import requeue_at_time_limit
+    from newstopic.slurm import job_to_requeue, requeue
 
     monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    assert requeue_at_time_limit(signal.SIGUSR1) is None  # not a Slurm job
+    assert job_to_requeue(signal.SIGUSR1) is None  # not a Slurm job
     monkeypatch.setenv("SLURM_JOB_ID", "999999")
-    assert requeue_at_time_limit(signal.SIGTERM) is None  # a cancellation or preemption
-    note = requeue_at_time_limit(signal.SIGUSR1)  # a job the real controller does not know
+    assert job_to_requeue(signal.SIGTERM) is None  # a cancellation or preemption
+    assert job_to_requeue(signal.SIGUSR1) == "999999"  # the time-limit warning
+    note = requeue("999999")  # a job the real controller does not know
     assert note is not None and "\n" not in note
     assert note.startswith("could not requeue Slurm job 999999 (scontrol requeue 999999: "), note
     assert note.endswith("); a Snakemake retry resumes it"), note

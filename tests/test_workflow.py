@@ -152,6 +152,34 @@ def test_changing_a_hyperparameter_reruns_what_it_affects(workflow_copy: Path) -
         assert jobs == {"finetune"}, (key, jobs)
 
 
+def test_extra_training_seeds_are_targets_of_the_same_run(workflow_copy: Path) -> None:
+    """cv.seeds without folds: finetune and retrain again under seed 7, in the same work
+    directory, as Snakemake targets (the ablation's seed study; no folder is copied). Nothing
+    else reruns; the same split and pseudo-labels; their own folders, logs and checkpoints."""
+    wf = workflow_copy
+    run_snakemake(wf, "--until", "pseudo_label")
+    seeds = {"cv": {"seeds": [7]}}
+    targets = ["results/finetune/seed7/metrics.json", "results/retrain/seed7/metrics.json"]
+    dry = run_snakemake(wf, "-n", *targets, config=seeds)
+    jobs = re.findall(r"^(?:local)?rule (\w+):", dry.stdout + dry.stderr, re.MULTILINE)
+    assert sorted(jobs) == ["finetune_seed", "retrain_seed"]
+    run_snakemake(wf, *targets, config=seeds)
+
+    res = wf / "results"
+    base, seeded = (json.loads((res / "finetune" / d / "metrics.json").read_text()) for d in ("", "seed7"))
+    assert seeded["train_rows"] == base["train_rows"] and seeded["valid_rows"] == base["valid_rows"]
+    assert seeded["history"] != base["history"]  # another initialisation and batch order
+    retrain = json.loads((res / "retrain" / "seed7" / "metrics.json").read_text())
+    pseudo = pd.read_parquet(res / "pseudo_label" / "pseudo_labels.parquet")
+    assert retrain["train_rows"] == base["train_rows"] + len(pseudo)  # the run's own pseudo-labels
+    for job in ("finetune_seed7", "retrain_seed7"):
+        assert (wf / "logs" / f"{job}.log").is_file() and (wf / "benchmarks" / f"{job}.tsv").is_file()
+        assert not list((wf / "scratch" / job).glob("step-*"))  # its own checkpoints, cleared
+    assert not (res / "retrain" / "metrics.json").exists()  # the run's own retrain: not asked for
+    again = run_snakemake(wf, "-n", *targets, config=seeds)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_lint_passes(repo: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint"],

@@ -100,10 +100,9 @@ def own_seeds(config: Mapping[str, Any]) -> dict[str, int]:
 
 
 def check_members(config: Mapping[str, Any]) -> None:
-    """Seeds and encoders that only make sense with folds and as members (start-up check)."""
+    """Extra seeds that are no stage's own, and encoders with a name and a source (start-up
+    check)."""
     seeds = config["cv"]["seeds"]
-    if seeds and config["cv"]["folds"] < 2:
-        raise ConfigError("key 'cv.seeds': extra seeds train extra fold jobs; set cv.folds >= 2")
     for stage, seed in own_seeds(config).items():
         if seed in seeds:
             raise ConfigError(f"key 'cv.seeds': {seed} is {stage}'s own seed already; list only extra seeds")

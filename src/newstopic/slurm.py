@@ -83,13 +83,3 @@ def requeue(job: str) -> str | None:
         why = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
         return f"could not requeue Slurm job {job} ({' '.join(cmd)}: {why}); a Snakemake retry resumes it"
     return None
-
-
-def requeue_at_time_limit(signum: int) -> str | None:
-    """After training stopped on `signum` with a checkpoint: if that was the time-limit warning
-    and this is a Slurm job, requeue the job. Returns what happened, for the stop line; None
-    when there is nothing to requeue (another signal, or not a Slurm job)."""
-    job = job_to_requeue(signum)
-    if job is None:
-        return None
-    return requeue(job) or REQUEUED.format(job=job)

@@ -172,7 +172,7 @@ def job_name(stage, seeded=False):
 
 def stage_scratch(stage, seeded=False):
     """A training job's checkpoints: each fold (round, seed) job its own directory."""
-    if CV or rounds_of(stage):
+    if CV or rounds_of(stage) or seeded:
         return job_scratch(job_name(stage, seeded))
     return scratch(stage)
 
@@ -308,6 +308,15 @@ def training_outputs(folder):
         "model": directory(f"{folder}/model"),
         "metrics": f"{folder}/metrics.json",
     }
+
+
+def seed_outputs(stage):
+    """A training job's outputs at the extra seed {seed}: its model and metrics, and with folds
+    its fold's probabilities (an ensemble member's)."""
+    folder = stage_dir(stage, seeded=True)
+    if CV:
+        return training_outputs(folder)
+    return {"model": directory(f"{folder}/model"), "metrics": f"{folder}/metrics.json"}
 
 
 def seeded_settings(section):

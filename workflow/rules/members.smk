@@ -1,15 +1,17 @@
-# Extra ensemble members (newstopic.members): the fold jobs of finetune and retrain at the
-# extra training seeds of cv.seeds (a {seed} wildcard), and the encoders of ensemble.encoders
-# that ensemble.members names (an {encoder} wildcard). None of these rules exists when both
-# are empty. Each is a training rule of train.smk or pretrain.smk with its own outputs, log,
-# checkpoints and settings; fold_average then makes its fold models one member.
+# Extra ensemble members (newstopic.members): finetune and retrain (with folds: their fold
+# jobs) at the extra training seeds of cv.seeds (a {seed} wildcard), and the encoders of
+# ensemble.encoders that ensemble.members names (an {encoder} wildcard). None of these rules
+# exists when both are empty. Each is a training rule of train.smk or pretrain.smk with its own
+# outputs, log, checkpoints and settings; with folds, fold_average then makes its fold models
+# one member. Without folds a seed is no member (the ensemble needs folds): it is the seed study
+# of the summary, a Snakemake target (results/finetune/seed7/metrics.json).
 
 if SEEDS:
 
-    # finetune at seed {seed}: the same folds and valid split, another training seed.
+    # finetune at seed {seed}: the same split (and folds), another training seed.
     use rule finetune as finetune_seed with:
         output:
-            **training_outputs(stage_dir("finetune", seeded=True)),
+            **seed_outputs("finetune"),
         log:
             f"{LOGS}/{job_name('finetune', seeded=True)}.log",
         benchmark:
@@ -22,7 +24,7 @@ if SEEDS:
     # retrain at seed {seed}: the same pseudo-labels (of its round), another training seed.
     use rule retrain as retrain_seed with:
         output:
-            **training_outputs(stage_dir("retrain", seeded=True)),
+            **seed_outputs("retrain"),
         log:
             f"{LOGS}/{job_name('retrain', seeded=True)}.log",
         benchmark:

@@ -15,9 +15,9 @@ from typing import Any
 
 from newstopic.atomic import write_text
 from newstopic.study.compare_runs import compare, read_run
-from newstopic.study.runs import Runner, last_run_wall_s, merged_config
+from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config
 from newstopic.study.runs import training_seed as config_training_seed
-from newstopic.study.seed_study import paired_gain, read_seed, run_seed
+from newstopic.study.seed_study import paired_gain
 
 # Variant name -> config overlay. "mlm" is the config as given (MLM on, pseudo-labels on).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -52,9 +52,9 @@ def seeds_markdown(full: dict[str, Any], seeds: dict[int, dict[str, float]], top
     lines = [
         f"## Training noise: finetune and retrain under {len(order)} training seeds",
         "",
-        "One split, tokenizer, MLM encoder and baseline (the `mlm` run's); `finetune.seed` and",
-        "`retrain.seed` vary the head's initialisation, batch order, dropout and input noise. Each",
-        "seed trains its own finetune, which is also its pseudo-labels' teacher.",
+        "One split, tokenizer, MLM encoder, baseline and pseudo-labels (the `mlm` run's); the",
+        "extra seeds (`cv.seeds`: Snakemake targets `results/<stage>/seed<s>/` of that run) vary",
+        "the head's initialisation, batch order, dropout and input noise of finetune and retrain.",
         "",
         "| training seed | finetune | retrain | retrain - finetune (points) |",
         "| --- | --- | --- | --- |",
@@ -188,18 +188,15 @@ def run_ablation(
         if not report_only:
             runner.run(workdir / name, {**overlay, **runner.data_overlay()})
         runs[name] = read_variant(workdir / name)
-    # The config as given ({} overlay), once more per seed, reusing the mlm run's encoder and
-    # baseline; naming it "retrain" makes each seed's result {"finetune": .., "retrain": ..}.
-    as_given: dict[str, dict[str, Any]] = {"retrain": {}}
-    seed_runs = workdir / "seeds"
-    repeats = {
-        s: (
-            read_seed(seed_runs, s, as_given)
-            if report_only
-            else run_seed(runner, workdir / "mlm", seed_runs, s, as_given, refresh=True)
+    # finetune and retrain once more per extra seed (cv.seeds: Snakemake targets of the mlm run
+    # itself, on its split, encoder and pseudo-labels; nothing else reruns, nothing is copied).
+    stages = ("finetune", "retrain")
+    if seeds and not report_only:
+        overlay = {**VARIANTS["mlm"], **runner.data_overlay(), "cv": {"seeds": seeds}}
+        runner.run(
+            workdir / "mlm", overlay, [f"results/{st}/seed{s}/metrics.json" for s in seeds for st in stages]
         )
-        for s in seeds or []
-    }
+    repeats = {s: {st: accuracy(workdir / "mlm", f"{st}/seed{s}") for st in stages} for s in seeds or []}
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in runner.config_files)
     # The generic comparison of the two runs: the keys that differ and every metric with its
     # difference (this report's tables above add the rule groups and the seeds' statistics).
@@ -216,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workdir",
         default="runs/ablation",
-        help="where the two runs (and seeds/, the extra seeds' runs) write results/",
+        help="where the two runs write results/ (the extra seeds' under mlm/results/<stage>/seed<s>/)",
     )
     parser.add_argument("--out", default="docs/results.md")
     parser.add_argument("--cores", type=int, default=2)
