@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 from pathlib import Path
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import TINY_ARCH as ARCH
+from conftest import copy_workflow
 from transformers import BertTokenizerFast, DataCollatorWithPadding
 
 from newstopic.encoder import mlm_from_config
@@ -293,3 +296,30 @@ def test_fold_students_learn_from_their_folds_teachers_alone(tmp_path: Path) -> 
 
     with pytest.raises(InputError, match="5 teacher files do not split into 3 folds"):
         pseudo_label_files(paths[:5], *args, section=section, fold_rows=fold_rows)
+
+
+@pytest.mark.e2e
+def test_ablation_trains_extra_seeds_as_targets_of_its_mlm_run(tmp_path: Path) -> None:
+    """The ablation's seed study: finetune and retrain under the extra seed are Snakemake
+    targets of the mlm run itself (cv.seeds), reported beside the run's own seed."""
+    wf = copy_workflow(tmp_path / "wf")
+    short = tmp_path / "short.yaml"  # the DAG, not the accuracy, is under test
+    short.write_text(
+        yaml.safe_dump({"mlm": {"epochs": 1}, "finetune": {"epochs": 2}, "retrain": {"epochs": 1}})
+    )
+    runner = Runner(wf, [wf / "config" / "config.yaml", short], 2)
+    out = tmp_path / "results.md"
+    run_ablation(runner, tmp_path / "runs", out, "cmd", seeds=[7])
+    results = tmp_path / "runs" / "mlm" / "results"
+    seeded = {
+        st: json.loads((results / st / "seed7" / "metrics.json").read_text())
+        for st in ("finetune", "retrain")
+    }
+    own = json.loads((results / "finetune" / "metrics.json").read_text())
+    assert (
+        seeded["finetune"]["train_rows"] == own["train_rows"]
+        and seeded["finetune"]["history"] != own["history"]
+    )
+    row = f"| 7 | {seeded['finetune']['valid_accuracy']:.4f} | {seeded['retrain']['valid_accuracy']:.4f} |"
+    assert row in out.read_text()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mlm", "no_mlm"]  # no copied runs
