@@ -154,7 +154,7 @@ def param_groups(
     ]
 
 
-class _WithLoss(torch.nn.Module):
+class ModelWithLoss(torch.nn.Module):
     """The model and its loss as one module, so DistributedDataParallel sees the forward pass."""
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn) -> None:
@@ -185,7 +185,7 @@ def train(
     log.info(
         resumed if state.step else f"starting at step 0 of {total_steps} ({steps_per_epoch} steps per epoch)"
     )
-    step_model = ranks.wrap(_WithLoss(model, task.loss_fn))
+    step_model = ranks.wrap(ModelWithLoss(model, task.loss_fn))
     progress = Progress(total_steps, s.log_every, state.step)
 
     def checkpoint() -> None:

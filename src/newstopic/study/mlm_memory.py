@@ -113,16 +113,18 @@ def step_timer(task: Any, batch_size: int, precision: str, fused: bool = False) 
     """`time(n)`: seconds per step of n plain training steps (AdamW, clipping, the config's
     autocast) on the task's length-grouped batches, after the steps already run."""
     from newstopic.data import length_grouped_batches
+    from newstopic.distributed import Ranks
+    from newstopic.training import ModelWithLoss, forward_backward
 
     batches = length_grouped_batches(task.lengths, batch_size, 0, 0)
     optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-4, fused=fused)
+    ranks = Ranks(torch.device("cpu"))
+    step_model = ModelWithLoss(task.model, task.loss_fn)
     done = 0
 
-    def one_step(i: int) -> None:
-        batch = task.make_batch(batches[i % len(batches)], i)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss, items = task.loss_fn(task.model, batch)
-        (loss / items).backward()
+    def one_step(i: int) -> None:  # the loop's step (training.train), without its bookkeeping
+        rows = batches[i % len(batches)]
+        forward_backward(step_model, task.make_batch(rows, i), len(rows), ranks, precision)
         torch.nn.utils.clip_grad_norm_(task.model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
