@@ -26,6 +26,9 @@ import yaml
 from newstopic.atomic import write_text
 from newstopic.formats import read_benchmark, read_json
 
+# The one-round run's ensemble, as config/dacon_cv.yaml names it.
+ONE_ROUND_MEMBERS = ("finetune", "retrain", "baseline")
+
 
 def _se(accuracy: float, rows: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / rows)
@@ -84,14 +87,21 @@ def read_rounds(workdir: Path) -> dict[str, Any]:
     }
 
 
-def read_one_round(workdir: Path) -> dict[str, Any]:
-    """A finished one-round run's retrain and ensemble (results/retrain, results/ensemble)."""
+def read_one_round(
+    workdir: Path, members: tuple[str, ...] = ("finetune", "retrain", "baseline")
+) -> dict[str, Any]:
+    """A finished one-round run's retrain, and its ensemble of `members` refit from their
+    probability files as the ensemble rule fits it (that run's own ensemble may have had
+    other members, e.g. cv_study's extra seeds)."""
+    from newstopic.study.cv_study import Probabilities
+
     results = workdir / "results"
-    ensemble = read_json(results / "ensemble" / "metrics.json")
+    ensemble = Probabilities(results).ensemble(list(members))
+    ensemble["valid_rows"] = read_json(results / "retrain" / "metrics.json")["valid_rows"]
     return {
         "retrain": stage_scores(read_json(results / "retrain" / "metrics.json")),
         "ensemble": stage_scores(ensemble),
-        "weights": ensemble["weights"],
+        "weights": dict(zip(members, ensemble["weights"], strict=True)),
     }
 
 
@@ -115,7 +125,7 @@ def rounds_markdown(study: dict[str, Any], command: str) -> str:
         f"    {command}",
         "",
         "| round | retrain: valid (SE) | retrain: OOF − valid (points) | ensemble: valid (SE) "
-        "| gain (points) | labels kept from round r−1 | ensemble weights | round wall (s) |",
+        "| gain (points) | pseudo-labels as round r−1's | ensemble weights | round wall (s) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in study["rounds"]:
@@ -135,6 +145,8 @@ def rounds_markdown(study: dict[str, Any], command: str) -> str:
         f"Whole DAG (every rule's wall from its benchmark file, summed): {study['dag_wall_s']:.0f} s "
         f"({study['dag_wall_s'] / 60:.0f} min) on 2 cores.",
     ]
+    if study.get("note"):
+        lines += ["", study["note"]]
     if "compare" in study:
         c, r1 = study["compare"], study["rounds"][1]
         lines += [
@@ -162,10 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="runs/cv_rounds", help="the finished rounds run")
     parser.add_argument("--compare", default=None, help="a finished one-round run of the same folds")
     parser.add_argument("--out", default="docs/results_cv_rounds.md")
+    parser.add_argument("--note", default=None, help="a paragraph to add (how the run was made)")
     args = parser.parse_args(argv)
     study = read_rounds(Path(args.workdir))
     if args.compare:
         study |= {"compare": read_one_round(Path(args.compare)), "compare_dir": args.compare}
+    if args.note:
+        study["note"] = args.note
     given = sys.argv[1:] if argv is None else argv
     out = Path(args.out)
     write_text(out, rounds_markdown(study, "python -m newstopic.study.rounds_report " + shlex.join(given)))
