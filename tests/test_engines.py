@@ -174,11 +174,11 @@ def test_model_round_trip_predicts_identically(compared: Path, engine: str, tmp_
 HF_OVERLAY = {"engine": "hf", "mlm": {"enabled": False}}
 
 
-def _kill_after_first_checkpoint(wf: Path) -> None:
-    """Start `snakemake finetune` afresh; SIGKILL it and its job once an epoch checkpoint exists."""
+def _start_finetune(wf: Path) -> subprocess.Popen:
+    """`snakemake finetune` afresh, in a session of its own (so its job can be signalled or killed)."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "finetune", "--forcerun", "finetune"]
     cmd += ["--configfile", "config/config.yaml", "test_overlay.yaml"]  # run_snakemake wrote it
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         cmd,
         cwd=wf,
         env=snakemake_env(),
@@ -186,6 +186,11 @@ def _kill_after_first_checkpoint(wf: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def _kill_after_first_checkpoint(wf: Path) -> None:
+    """Start `snakemake finetune` afresh; SIGKILL it and its job once an epoch checkpoint exists."""
+    proc = _start_finetune(wf)
     try:
         deadline = time.monotonic() + 600
         while not list((wf / "scratch" / "finetune" / "hf").glob(f"checkpoint-*/{MARKER}")):
@@ -230,16 +235,7 @@ def _signal_the_job_mid_training(wf: Path, sig: int) -> tuple[int, str]:
     once the job has logged a training step. Returns snakemake's exit code and the job's log."""
     log = wf / "logs" / "finetune.log"
     log.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "finetune", "--forcerun", "finetune"]
-    cmd += ["--configfile", "config/config.yaml", "test_overlay.yaml"]  # run_snakemake wrote it
-    proc = subprocess.Popen(
-        cmd,
-        cwd=wf,
-        env=snakemake_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _start_finetune(wf)
     try:
         deadline = time.monotonic() + 600
         while not (log.is_file() and re.search(r"step \d+/\d+ epoch", log.read_text())):
