@@ -3,6 +3,7 @@ right files, the walls from the right jobs, and the valid split chooses nothing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,50 @@ def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:
     files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
     config = merged_config(files)
     assert config["ensemble"]["members"] == cv_study.best_members(config["cv"]["seeds"], ("finetune",))
+
+
+def test_rounds_report_compares_a_one_round_run_refit_with_its_own_members(workdir: Path) -> None:
+    """`rounds_report --compare`: the one-round run's ensemble is refit from its probability
+    files with finetune, retrain and the baseline only (the run's own ensemble also had the
+    extra seeds), weights from OOF rows, retrain's figures from its metrics; both land in the
+    markdown's comparison table beside round 1."""
+    from newstopic.ensemble import fit_weights
+    from newstopic.study import rounds_report
+
+    results = workdir / "results"
+    retrain = {"valid_accuracy": 0.71, "oof_accuracy": 0.74, "valid_rows": VALID_ROWS}
+    (results / "retrain" / "metrics.json").write_text(json.dumps(retrain))
+    compare = rounds_report.read_one_round(workdir)
+
+    members = list(rounds_report.ONE_ROUND_MEMBERS)
+    y_oof = pd.read_parquet(results / "cv" / "folds.parquet")["topic_idx"].to_numpy()
+    y_valid = pd.read_parquet(results / "data" / "valid.parquet")["topic_idx"].to_numpy()
+    oof = [
+        pd.read_parquet(results / m / "cv" / "oof_probs.parquet").filter(like="prob_").to_numpy()
+        for m in members
+    ]
+    weights = fit_weights(oof, y_oof)
+    assert list(compare["weights"]) == members
+    assert list(compare["weights"].values()) == pytest.approx(weights, abs=1e-4)
+    valid = sum(
+        w * pd.read_parquet(results / m / "cv" / "valid_probs.parquet").filter(like="prob_").to_numpy()
+        for w, m in zip(weights, members, strict=True)
+    )
+    assert compare["ensemble"]["valid_accuracy"] == pytest.approx(float((valid.argmax(1) == y_valid).mean()))
+    assert compare["retrain"]["oof_minus_valid"] == pytest.approx(0.03)
+    assert compare["retrain"]["valid_se"] == pytest.approx((0.71 * 0.29 / VALID_ROWS) ** 0.5)
+
+    fold_aware = rounds_report.stage_scores(retrain | {"valid_accuracy": 0.72, "oof_accuracy": 0.73})
+    rounds = [
+        {"round": r, "retrain": fold_aware if r else None, "ensemble": compare["ensemble"]}
+        | {"weights": compare["weights"], "gain": None, "agreement": None, "wall_s": 10.0}
+        for r in range(2)
+    ]
+    study = {"rounds": rounds, "finetune": fold_aware, "dag_wall_s": 60.0}
+    table = rounds_report.rounds_markdown(study | {"compare": compare, "compare_dir": "runs/cv"}, "cmd")
+    rows = table.split("## Round 1 against teachers that saw every fold")[1].splitlines()
+    every = next(line for line in rows if line.startswith("| every fold's models |"))
+    assert "| 0.7100 (0.0414) | +3.00 |" in every, every
+    assert f"| {compare['ensemble']['valid_accuracy']:.4f} " in every, every
+    own = next(line for line in rows if line.startswith("| fold k's models only |"))
+    assert "| 0.7200 (0.0410) | +1.00 |" in own, own
