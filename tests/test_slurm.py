@@ -26,9 +26,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pytest
@@ -36,6 +37,7 @@ import yaml
 from conftest import REPO, copy_workflow, run_snakemake, snakemake_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+T = TypeVar("T")
 
 SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
@@ -154,6 +156,30 @@ def _interrupt(env: dict[str, str], rule: str, log: Path, scancel_args: list[str
     raise AssertionError(f"no running {rule} job with training progress in {log} before the deadline")
 
 
+def _run_interrupting(
+    cmd: list[str],
+    wf: Path,
+    env: dict[str, str],
+    out_path: Path,
+    timeout: int,
+    interrupt: Callable[[float], T],
+) -> tuple[str, T]:
+    """Runs the `snakemake` call `cmd` in `wf` (its output to `out_path`), calls `interrupt` with
+    a deadline while it runs, and returns its output, once it has succeeded, and what `interrupt`
+    returned."""
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=wf, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            interrupted = interrupt(time.monotonic() + 600)
+            rc = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = out_path.read_text()
+    assert rc == 0, f"snakemake on Slurm failed ({rc}):\n{output[-6000:]}"
+    return output, interrupted
+
+
 def _job_state(env: dict[str, str], job_id: str) -> str:
     return _slurm(env, "squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
 
@@ -190,20 +216,16 @@ def test_workflow_on_slurm(slurm_env: dict[str, str], tmp_path: Path) -> None:
     cmd = ["timeout", "-k", "10", "900", sys.executable, "-m", "snakemake"]
     cmd += ["--profile", "profiles/slurm", "--workflow-profile", str(profile)]
     cmd += ["--configfile", "config/config.yaml", "test_overlay.yaml"]
-    out_path = tmp_path / "snakemake.out"
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=wf, env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 600
-            cancelled = _interrupt(slurm_env, "mlm_pretrain", wf / "logs" / "mlm_pretrain.log", [], deadline)
-            # SIGUSR1 to every process of the job step, as --signal=USR1@120 does near the limit.
-            warned = _interrupt(slurm_env, "finetune", wf / "logs" / "finetune.log", ["-s", "USR1"], deadline)
-            rc = proc.wait(timeout=900)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    output = out_path.read_text()
-    assert rc == 0, f"snakemake on Slurm failed ({rc}):\n{output[-6000:]}"
+
+    def interrupt(deadline: float) -> tuple[str, str]:
+        cancelled = _interrupt(slurm_env, "mlm_pretrain", wf / "logs" / "mlm_pretrain.log", [], deadline)
+        # SIGUSR1 to every process of the job step, as --signal=USR1@120 does near the limit.
+        warned = _interrupt(slurm_env, "finetune", wf / "logs" / "finetune.log", ["-s", "USR1"], deadline)
+        return cancelled, warned
+
+    output, (cancelled, warned) = _run_interrupting(
+        cmd, wf, slurm_env, tmp_path / "snakemake.out", 900, interrupt
+    )
 
     # Every job Snakemake scheduled ("rule X:"; "localrule" would run on this machine) was
     # submitted to Slurm, and Slurm's controller allocated each of them.
@@ -347,25 +369,16 @@ def _time_limited_run(
     profile = _test_profile(wf, f"limited{epochs}", retries=1, warn_seconds=1)
     fold1_log = wf / "logs" / "finetune_fold1.log"
     fold1_log.unlink(missing_ok=True)  # an earlier call's
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(
-            _snakemake_on_slurm(wf, env, profile, config),
-            cwd=wf,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            # Cancelled before its first warning (29 s in at the earliest): that costs the one
-            # retry, which resumes from fold 1's checkpoint. No time-limit stop may cost one.
-            deadline = time.monotonic() + 600
-            cancelled = _interrupt(env, "finetune_wildcards_1", fold1_log, [], deadline)
-            rc = proc.wait(timeout=1500)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    output = out_path.read_text()
-    assert rc == 0, f"snakemake on Slurm failed ({rc}):\n{output[-6000:]}"
+    # Cancelled before its first warning (29 s in at the earliest): that costs the one retry,
+    # which resumes from fold 1's checkpoint. No time-limit stop may cost one.
+    output, cancelled = _run_interrupting(
+        _snakemake_on_slurm(wf, env, profile, config),
+        wf,
+        env,
+        out_path,
+        1500,
+        lambda deadline: _interrupt(env, "finetune_wildcards_1", fold1_log, [], deadline),
+    )
     jobs = _submitted(output)
     fold_jobs = {
         k: [j for j, log in jobs.items() if log.parent.name == str(k) and "rule_finetune" in str(log)]
