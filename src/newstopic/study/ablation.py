@@ -13,12 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from newstopic.atomic import write_text
 from newstopic.study.compare_runs import compare, read_run
-from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config
+from newstopic.study.runs import Runner, accuracy, elapsed_s, last_run_wall_s, merged_config, run_logs
 from newstopic.study.runs import training_seed as config_training_seed
 from newstopic.study.seed_study import paired_gain
 
+# A variant's whole-DAG elapsed time, written by the call that ran it.
+ELAPSED_FILE = "dag_elapsed.yaml"
 # Variant name -> config overlay. "mlm" is the config as given (MLM on, pseudo-labels on).
 VARIANTS: dict[str, dict[str, Any]] = {
     "mlm": {},
@@ -31,12 +35,28 @@ def training_seed(config_files: list[Path]) -> int:
     return config_training_seed(merged_config(config_files))
 
 
+def run_variant(runner: Runner, workdir: Path, overlay: dict[str, Any]) -> None:
+    """One variant's whole DAG. When this call ran jobs, its elapsed time is recorded in
+    workdir/ELAPSED_FILE: the extra seeds' later calls in the same directory are not the DAG."""
+    before = set(run_logs(workdir))
+    runner.run(workdir, overlay)
+    for log in sorted(set(run_logs(workdir)) - before):
+        if (seconds := elapsed_s(log)) is not None:
+            write_text(workdir / ELAPSED_FILE, yaml.safe_dump({"dag_elapsed_s": seconds}))
+
+
 def read_variant(workdir: Path) -> dict[str, Any]:
-    """A finished run's results/summary.json, its valid row count and its wall time."""
+    """A finished run's results/summary.json, its valid row count and its wall time (as
+    run_variant recorded it; else the latest Snakemake run's)."""
     summary = json.loads((workdir / "results" / "summary.json").read_text())
     finetune = json.loads((workdir / "results" / "finetune" / "metrics.json").read_text())
     summary["valid_rows"] = finetune["valid_rows"]
-    summary["snakemake_wall_s"] = last_run_wall_s(workdir)
+    recorded = workdir / ELAPSED_FILE
+    summary["snakemake_wall_s"] = (
+        yaml.safe_load(recorded.read_text())["dag_elapsed_s"]
+        if recorded.exists()
+        else last_run_wall_s(workdir)
+    )
     return summary
 
 
@@ -186,7 +206,7 @@ def run_ablation(
     runs = {}
     for name, overlay in VARIANTS.items():
         if not report_only:
-            runner.run(workdir / name, {**overlay, **runner.data_overlay()})
+            run_variant(runner, workdir / name, {**overlay, **runner.data_overlay()})
         runs[name] = read_variant(workdir / name)
     # finetune and retrain once more per extra seed (cv.seeds: Snakemake targets of the mlm run
     # itself, on its split, encoder and pseudo-labels; nothing else reruns, nothing is copied).

@@ -86,14 +86,25 @@ def accuracy(run: Path, stage: str) -> float:
     return json.loads((run / "results" / stage / "metrics.json").read_text())["valid_accuracy"]
 
 
+def elapsed_s(log: Path) -> float | None:
+    """A Snakemake log's "Elapsed time" in seconds; None for a run with nothing to do."""
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith("Elapsed time:"):
+            h, m, sec = line.split(":", 1)[1].strip().split(":")
+            return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
+    return None
+
+
+def run_logs(workdir: Path) -> list[Path]:
+    """The Snakemake logs of `workdir`, oldest first."""
+    return sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+
+
 def last_run_wall_s(workdir: Path) -> float:
     """Wall time of the latest Snakemake run in `workdir`, from the "Elapsed time" line of its log."""
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    for log in reversed(logs):  # a run with nothing to do has no "Elapsed time": the one before
-        for line in reversed(log.read_text().splitlines()):
-            if line.startswith("Elapsed time:"):
-                h, m, sec = line.split(":", 1)[1].strip().split(":")
-                return round(int(h) * 3600 + int(m) * 60 + float(sec), 1)
+    for log in reversed(run_logs(workdir)):  # a run with nothing to do has none: the one before
+        if (seconds := elapsed_s(log)) is not None:
+            return seconds
     raise RuntimeError(f"{workdir}: no finished Snakemake run (no 'Elapsed time' in .snakemake/log)")
 
 
