@@ -5,6 +5,7 @@ the oneDNN kernel cache that grows with every new input shape.
     python -m newstopic.study.mlm_memory kernel --vary                  (seconds, no data)
     python -m newstopic.study.mlm_memory profile --steps 40             (where a step's time goes)
     python -m newstopic.study.mlm_memory levers --steps 100             (speed levers side by side)
+    python -m newstopic.study.mlm_memory trained --steps 30 --model-dir runs/ablation/mlm/results/mlm/model
 
 `mlm` trains the config's MLM (config/dacon.yaml: bf16, batch 128) on the real titles, the
 corpus repeated `--copies` times, and prints the peak RSS of this process and the seconds per
@@ -185,15 +186,40 @@ def levers(config_file: str, steps: int, data_dir: Path) -> None:
         print(f"lever {name:<40} {per_batch:.3f} s per batch of {size} (warm-up {warm:.0f} s)")
 
 
+def trained_steps(config_file: str, steps: int, data_dir: Path, model_dir: Path) -> None:
+    """Seconds per MLM step from a trained encoder's weights (`model_dir`, a finished
+    mlm_pretrain) and from fresh ones, each with and without flushing denormal floats: does a
+    trained model's step cost more?"""
+    from transformers import AutoModelForMaskedLM
+
+    cfg, _, task = mlm_setup(config_file, 1, data_dir)
+    weights = {
+        "trained": AutoModelForMaskedLM.from_pretrained(model_dir).state_dict(),
+        "fresh": {k: v.clone() for k, v in task.model.state_dict().items()},
+    }
+    for name in ("trained", "fresh", "trained"):
+        task.model.load_state_dict(weights[name], strict=False)
+        task.model.train()
+        timed = step_timer(task, cfg["mlm"]["batch_size"], cfg["runtime"]["precision"])
+        timed(15)  # warm-up
+        for flush in (False, True, False, True):
+            torch.set_flush_denormal(flush)
+            print(f"trained: {name:8} flush_denormal={flush!s:5} {timed(steps):.3f} s/step", flush=True)
+        torch.set_flush_denormal(False)
+
+
 def main(argv: list[str] | None = None) -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("what", choices=["mlm", "kernel", "profile", "levers"])
+    parser.add_argument("what", choices=["mlm", "kernel", "profile", "levers", "trained"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--vary", action="store_true", help="kernel: a different row count each step")
     parser.add_argument("--copies", type=int, default=1, help="mlm: the corpus repeated this often")
     parser.add_argument("--configfile", default="config/dacon.yaml")
     parser.add_argument("--data", default="../shared/data/ynat", help="mlm: train.csv and test.csv")
+    parser.add_argument(
+        "--model-dir", default="runs/ablation/mlm/results/mlm/model", help="trained: its weights"
+    )
     args = parser.parse_args(argv)
     if args.what == "kernel":
         kernel_cache(args.steps, args.vary)
@@ -201,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         profile_steps(args.configfile, args.steps, Path(args.data))
     elif args.what == "levers":
         levers(args.configfile, args.steps, Path(args.data))
+    elif args.what == "trained":
+        trained_steps(args.configfile, args.steps, Path(args.data), Path(args.model_dir))
     else:
         mlm_steps(args.configfile, args.steps, args.copies, Path(args.data))
 
