@@ -17,7 +17,7 @@ import yaml
 
 from newstopic.atomic import write_text
 from newstopic.study.compare_runs import compare, read_run
-from newstopic.study.runs import Runner, accuracy, elapsed_s, last_run_wall_s, merged_config, run_logs
+from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config
 from newstopic.study.runs import training_seed as config_training_seed
 from newstopic.study.seed_study import paired_gain
 
@@ -35,19 +35,9 @@ def training_seed(config_files: list[Path]) -> int:
     return config_training_seed(merged_config(config_files))
 
 
-def run_variant(runner: Runner, workdir: Path, overlay: dict[str, Any]) -> None:
-    """One variant's whole DAG. When this call ran jobs, its elapsed time is recorded in
-    workdir/ELAPSED_FILE: the extra seeds' later calls in the same directory are not the DAG."""
-    before = set(run_logs(workdir))
-    runner.run(workdir, overlay)
-    for log in sorted(set(run_logs(workdir)) - before):
-        if (seconds := elapsed_s(log)) is not None:
-            write_text(workdir / ELAPSED_FILE, yaml.safe_dump({"dag_elapsed_s": seconds}))
-
-
 def read_variant(workdir: Path) -> dict[str, Any]:
     """A finished run's results/summary.json, its valid row count and its wall time (as
-    run_variant recorded it; else the latest Snakemake run's)."""
+    run_ablation recorded it; else the latest Snakemake run's)."""
     summary = json.loads((workdir / "results" / "summary.json").read_text())
     finetune = json.loads((workdir / "results" / "finetune" / "metrics.json").read_text())
     summary["valid_rows"] = finetune["valid_rows"]
@@ -206,7 +196,9 @@ def run_ablation(
     runs = {}
     for name, overlay in VARIANTS.items():
         if not report_only:
-            run_variant(runner, workdir / name, {**overlay, **runner.data_overlay()})
+            seconds = runner.run(workdir / name, {**overlay, **runner.data_overlay()})
+            if seconds is not None:  # this call ran the DAG; the extra seeds' later calls are not it
+                write_text(workdir / name / ELAPSED_FILE, yaml.safe_dump({"dag_elapsed_s": seconds}))
         runs[name] = read_variant(workdir / name)
     # finetune and retrain once more per extra seed (cv.seeds: Snakemake targets of the mlm run
     # itself, on its split, encoder and pseudo-labels; nothing else reruns, nothing is copied).

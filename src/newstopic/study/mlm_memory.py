@@ -198,7 +198,7 @@ def trained_steps(config_file: str, steps: int, data_dir: Path, model_dir: Path)
         "fresh": {k: v.clone() for k, v in task.model.state_dict().items()},
     }
     for name in ("trained", "fresh", "trained"):
-        task.model.load_state_dict(weights[name], strict=False)
+        task.model.load_state_dict(weights[name])
         task.model.train()
         timed = step_timer(task, cfg["mlm"]["batch_size"], cfg["runtime"]["precision"])
         timed(15)  # warm-up

@@ -47,13 +47,17 @@ class Runner:
         overlay: dict[str, Any],
         targets: Sequence[str] = (),
         allowed_rules: Sequence[str] = (),
-    ) -> None:
+    ) -> float | None:
         """One real run in `workdir` with `overlay` (written to workdir/overlay.yaml) over the
-        config files and the data paths made absolute."""
+        config files and the data paths made absolute. Returns its elapsed seconds, from its
+        Snakemake log; None when it had nothing to do."""
         workdir.mkdir(parents=True, exist_ok=True)
         overlay_file = workdir / "overlay.yaml"
         overlay_file.write_text(yaml.safe_dump(overlay, allow_unicode=True))
+        before = set(run_logs(workdir))
         subprocess.run(self.command(workdir, [overlay_file], targets, allowed_rules), check=True)
+        seconds = [elapsed_s(log) for log in sorted(set(run_logs(workdir)) - before)]
+        return next((s for s in reversed(seconds) if s is not None), None)
 
     def data_overlay(self, relative_to: Path | None = None) -> dict[str, Any]:
         """data.* of the config files as absolute paths (the runs use other work dirs), or
