@@ -303,13 +303,18 @@ MIN_ATTEMPTS = 6
 # back to).
 REQUEUED = {"PENDING", "REQUEUED"}
 # Each fold job gets Slurm's shortest time limit, one minute (resources.finetune.runtime), and
-# the profile's time-limit warning with its lead cut to 1 s. Slurm checks time limits every
-# 30 s and warns at the first check within 30 s + the lead of the limit: 29 to 59 s into a
-# job's first run. A requeued job starts again ~REQUEUE_DELAY s after its stop (cred_expire=10
-# in slurm-up.sh, + the scheduler), too late to be warned at the next check, so each later run
-# is warned at the one after, 60 - REQUEUE_DELAY s in, and a fold job cycles once a minute.
-# Training starts at least MIN_STARTUP s into a run (Snakemake twice, then the script).
-FIRST_WARNING, REQUEUE_DELAY, MIN_STARTUP = 59, 14, 5
+# the profile's time-limit warning with its lead cut to WARN_LEAD s. Slurm checks time limits
+# about every 30 s (a loop that sleeps a second between looks, so a period can run a little
+# over) and warns at the first check within 30 s + the lead of the limit: 25 to 55 s into a
+# job's first run. A lead of 1 s would leave the warning a window of about one check period,
+# and a period that ran late could skip it: the job would then reach its limit unwarned (a
+# TIMEOUT that costs a retry). A requeued job starts again ~REQUEUE_DELAY s after its stop
+# (cred_expire=10 in slurm-up.sh, + the scheduler), too late to be warned at the next check,
+# so each later run is warned at the one after, 60 - REQUEUE_DELAY s in, and a fold job cycles
+# once a minute. Training starts at least MIN_STARTUP s into a run (Snakemake twice, then the
+# script).
+WARN_LEAD, REQUEUE_DELAY, MIN_STARTUP = 5, 14, 5
+FIRST_WARNING = 60 - WARN_LEAD
 STARTED = re.compile(r"starting at step 0 of \d+ \((\d+) steps per epoch\)")
 SPEED = re.compile(r"\((\d+\.\d+) steps/s")
 # The stop line, written once per stop to stderr, so once per attempt to the job's Slurm log:
@@ -366,10 +371,10 @@ def _time_limited_run(
     one-minute limit (preprocess, tokenizer and folds reused) and cancels fold 1's first run
     once it trains. Returns the submitted jobs, each fold's job ids, and the cancelled job."""
     config = CV_CONFIG | {"finetune": {"epochs": epochs}, "resources": {"finetune": {"runtime": 1}}}
-    profile = _test_profile(wf, f"limited{epochs}", retries=1, warn_seconds=1)
+    profile = _test_profile(wf, f"limited{epochs}", retries=1, warn_seconds=WARN_LEAD)
     fold1_log = wf / "logs" / "finetune_fold1.log"
     fold1_log.unlink(missing_ok=True)  # an earlier call's
-    # Cancelled before its first warning (29 s in at the earliest): that costs the one retry,
+    # Cancelled before its first warning (25 s in at the earliest): that costs the one retry,
     # which resumes from fold 1's checkpoint. No time-limit stop may cost one.
     output, cancelled = _run_interrupting(
         _snakemake_on_slurm(wf, env, profile, config),
@@ -385,6 +390,26 @@ def _time_limited_run(
         for k in range(2)
     }
     return jobs, fold_jobs, cancelled
+
+
+def _fold_story(
+    jobs: dict[str, Path], fold_jobs: dict[int, list[str]], output: str, env: dict[str, str]
+) -> str:
+    """What a failed assertion on the fold jobs needs to be understood after the fact (CI keeps
+    no files): per job, Slurm's states for its runs, its stop lines, what Snakemake and the
+    controller said about it, and its log's last lines."""
+    runs = _runs(env)
+    controller = (Path(env["CLUSTER_DIR"]) / "slurmctld.log").read_text().splitlines()
+    lines = []
+    for k, ids in fold_jobs.items():
+        for j in ids:
+            states = [f"{r['JobState']} {r['StartTime']}..{r['EndTime']}" for r in runs if r["JobId"] == j]
+            text = jobs[j].read_text() if jobs[j].is_file() else ""
+            stops = re.findall(r"^newstopic: stopped: .*$", text, re.MULTILINE)
+            said = [line for line in output.splitlines() if f"'{j}'" in line or f" {j} " in line]
+            ctld = [line for line in controller if re.search(rf"JobId={j}\b", line)][-12:]
+            lines += [f"fold {k} job {j}: runs {states}", *stops, *said, *ctld, *text.splitlines()[-15:], ""]
+    return "\n".join(lines)
 
 
 def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], tmp_path: Path) -> None:
@@ -403,13 +428,14 @@ def test_fold_jobs_side_by_side_through_time_limits(slurm_env: dict[str, str], t
 
     # One submission per fold, plus the retry of the cancelled one: no time-limit stop was
     # resubmitted by Snakemake.
-    assert len(fold_jobs[0]) == 1 and len(fold_jobs[1]) == 2 and cancelled in fold_jobs[1], fold_jobs
+    story = _fold_story(jobs, fold_jobs, (tmp_path / f"snakemake{call}.out").read_text(), slurm_env)
+    assert len(fold_jobs[0]) == 1 and len(fold_jobs[1]) == 2 and cancelled in fold_jobs[1], story
     runs = _runs(slurm_env)
     for k, ids in fold_jobs.items():
         fold_runs = [r for r in runs if r["JobId"] in ids]
         states = [r["JobState"] for r in fold_runs]
         assert len(fold_runs) >= MIN_ATTEMPTS, f"fold {k} finished in {len(fold_runs)} runs: {states}"
-        assert states[-1] == "COMPLETED" and set(states[:-1]) <= REQUEUED | {"CANCELLED"}, states
+        assert states[-1] == "COMPLETED" and set(states[:-1]) <= REQUEUED | {"CANCELLED"}, story
         assert states.count("CANCELLED") == (1 if k == 1 else 0), states
         # Every time-limit stop requeued its own job, and the next run resumed at that very
         # step from this fold's own scratch directory.
