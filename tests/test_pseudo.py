@@ -30,6 +30,7 @@ from newstopic.formats import (
 from newstopic.hf_engine import TokenDataset
 from newstopic.model import build_classifier
 from newstopic.pseudo import average_probs, pseudo_label_files, select_pseudo_labels
+from newstopic.study import machine
 from newstopic.study.ablation import results_markdown, run_ablation, training_seed
 from newstopic.study.runs import Runner, elapsed_s, run_logs, same_files
 from newstopic.study.seed_study import paired_gain, seed_markdown
@@ -323,11 +324,15 @@ def test_ablation_trains_extra_seeds_as_targets_of_its_mlm_run(tmp_path: Path) -
     row = f"| 7 | {seeded['finetune']['valid_accuracy']:.4f} | {seeded['retrain']['valid_accuracy']:.4f} |"
     assert row in out.read_text()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mlm", "no_mlm"]  # no copied runs
+    # Wall times come with the machine that ran them (CPU model, cores, bf16 unit).
+    assert f"Machine: {machine.describe()}." in out.read_text().split("`no_mlm` run")[0]
+    # The two runs compared by variant name: docs carry no machine's directories.
+    assert "| parameter | mlm | no_mlm |" in out.read_text() and str(tmp_path) not in out.read_text()
     # The mlm run's elapsed time is its whole DAG's, not the seeds' later call in the same
     # directory, also when the report is rewritten from the finished runs.
     dag_log, seeds_log = run_logs(tmp_path / "runs" / "mlm")
     assert elapsed_s(dag_log) != elapsed_s(seeds_log)
-    dag_row = f"| last `snakemake` invocation, elapsed | {elapsed_s(dag_log):.1f} | |"
+    dag_row = f"| the `snakemake` call that ran the DAG, elapsed | {elapsed_s(dag_log):.1f} | |"
     assert dag_row in out.read_text().split("`no_mlm` run")[0]
     run_ablation(runner, tmp_path / "runs", out, "cmd", report_only=True, seeds=[7])
     assert dag_row in out.read_text().split("`no_mlm` run")[0]

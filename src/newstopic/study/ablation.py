@@ -10,12 +10,14 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from newstopic.atomic import write_text
+from newstopic.study import machine
 from newstopic.study.compare_runs import compare, read_run
 from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config
 from newstopic.study.runs import training_seed as config_training_seed
@@ -36,17 +38,16 @@ def training_seed(config_files: list[Path]) -> int:
 
 
 def read_variant(workdir: Path) -> dict[str, Any]:
-    """A finished run's results/summary.json, its valid row count and its wall time (as
-    run_ablation recorded it; else the latest Snakemake run's)."""
+    """A finished run's results/summary.json, its valid row count, its wall time and machine
+    (as run_ablation recorded them; else the latest Snakemake run's time, machine unknown)."""
     summary = json.loads((workdir / "results" / "summary.json").read_text())
     finetune = json.loads((workdir / "results" / "finetune" / "metrics.json").read_text())
     summary["valid_rows"] = finetune["valid_rows"]
-    recorded = workdir / ELAPSED_FILE
-    summary["snakemake_wall_s"] = (
-        yaml.safe_load(recorded.read_text())["dag_elapsed_s"]
-        if recorded.exists()
-        else last_run_wall_s(workdir)
+    recorded = (
+        yaml.safe_load((workdir / ELAPSED_FILE).read_text()) if (workdir / ELAPSED_FILE).exists() else {}
     )
+    summary["snakemake_wall_s"] = recorded.get("dag_elapsed_s") or last_run_wall_s(workdir)
+    summary["machine"] = recorded.get("machine")
     return summary
 
 
@@ -142,6 +143,8 @@ def results_markdown(
         lines += [
             f"## Wall time per rule: `{name}` run",
             "",
+            f"Machine: {run.get('machine') or 'not recorded by this run'}.",
+            "",
             "| rule | wall (s) | peak RSS (MB) |",
             "| --- | --- | --- |",
         ]
@@ -151,7 +154,7 @@ def results_markdown(
         total = sum(b["wall_s"] for b in run["rules"].values())
         lines += [
             f"| **whole DAG (sum of the rules)** | {total:.1f} | |",
-            f"| last `snakemake` invocation, elapsed | {run['snakemake_wall_s']:.1f} | |",
+            f"| the `snakemake` call that ran the DAG, elapsed | {run['snakemake_wall_s']:.1f} | |",
             "",
         ]
     n = full["valid_rows"]
@@ -198,7 +201,8 @@ def run_ablation(
         if not report_only:
             seconds = runner.run(workdir / name, {**overlay, **runner.data_overlay()})
             if seconds is not None:  # this call ran the DAG; the extra seeds' later calls are not it
-                write_text(workdir / name / ELAPSED_FILE, yaml.safe_dump({"dag_elapsed_s": seconds}))
+                record = {"dag_elapsed_s": seconds, "machine": machine.describe()}
+                write_text(workdir / name / ELAPSED_FILE, yaml.safe_dump(record))
         runs[name] = read_variant(workdir / name)
     # finetune and retrain once more per extra seed (cv.seeds: Snakemake targets of the mlm run
     # itself, on its split, encoder and pseudo-labels; nothing else reruns, nothing is copied).
@@ -212,7 +216,9 @@ def run_ablation(
     config_text = "\n".join(f"# {f.name}\n{f.read_text()}" for f in runner.config_files)
     # The generic comparison of the two runs: the keys that differ and every metric with its
     # difference (this report's tables above add the rule groups and the seeds' statistics).
-    comparison = compare([read_run(str(workdir / name)) for name in VARIANTS], markdown=True)
+    # Columns named by variant, as the sections above are (no machine's absolute paths in docs).
+    variants = [replace(read_run(str(workdir / name)), name=name) for name in VARIANTS]
+    comparison = compare(variants, markdown=True)
     write_text(out, results_markdown(runs, config_text, command, repeats, top_seed, comparison))
     return runs
 

@@ -52,6 +52,7 @@ from newstopic.atomic import write_json, write_text
 from newstopic.formats import read_json
 from newstopic.study.bench_report import check_targets, target_summary, to_markdown
 from newstopic.study.bench_worker import mlm_text_files
+from newstopic.study.machine import bf16_matmul_unit, cpu_model
 
 SECTIONS = ("finetune", "mlm", "predict", "snakemake", "busy")
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "snakemake")
@@ -322,13 +323,6 @@ RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
 }
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor()
-
-
 def machine_info(repo: Path, threads: int) -> dict[str, Any]:
     """The CPU, the versions, the threads and the load when the run started."""
     import torch
@@ -337,7 +331,8 @@ def machine_info(repo: Path, threads: int) -> dict[str, Any]:
         ["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True, text=True
     )
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
+        "bf16_matmul_unit": bf16_matmul_unit(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
