@@ -70,6 +70,12 @@ def test_targets_pass_and_miss_by_the_issues_ratios() -> None:
     assert by_name["snakemake -n, whole DAG (s)"]["target"] == "< 3 s"
     # Sections not run, and a no-op rerun that was not measured, have no target line.
     assert not any(name.startswith(("MLM", "snakemake -n, finished")) for name in by_name)
+    # Nor a "finished" run that still had jobs to run: its dry run is not the no-op rerun.
+    results["snakemake"]["done_run"] = {"seconds": 1.5, "jobs": 16}
+    assert not any(t["name"].startswith("snakemake -n, finished") for t in check_targets(results))
+    results["snakemake"]["done_run"] = {"seconds": 1.5, "jobs": 0}
+    finished = [t for t in check_targets(results) if t["name"].startswith("snakemake -n, finished")]
+    assert [t["status"] for t in finished] == ["PASS"]
 
 
 def test_markdown_has_the_command_machine_sections_and_notes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,7 @@ def test_ablation_report_sets_the_stage_gains_against_training_noise() -> None:
     rules = {
         "mlm_pretrain": {"wall_s": 2000.0, "max_rss_mb": 5000},
         "retrain": {"wall_s": 300.0, "max_rss_mb": 900},
+        "retrain_seed1": {"wall_s": 310.0, "max_rss_mb": 950},  # the seed study's, not the DAG's
     }
     full = {
         "stages": {"baseline": stage(0.8580), "finetune": stage(0.8690), "retrain": stage(0.8670)},
@@ -223,6 +225,7 @@ def test_ablation_report_sets_the_stage_gains_against_training_noise() -> None:
         {"mlm": full, "no_mlm": plain}, "seed: 42", "python -m newstopic.study.ablation", seeds, 42
     )
     assert "| **whole DAG (sum of the rules)** | 2300.0 | |" in text
+    assert "| retrain_seed1 (extra seed, not in the sum) | 310.0 | 950 |" in text
     assert "| 42 (the run above) | 0.8690 | 0.8670 | -0.20 |" in text
     assert "| 1 | 0.8660 | 0.8700 | +0.40 |" in text
     # Mean over the three seeds: finetune 0.8680, retrain 0.8693; paired differences -0.2, 0.4, 0.2.
@@ -324,6 +327,11 @@ def test_ablation_trains_extra_seeds_as_targets_of_its_mlm_run(tmp_path: Path) -
     row = f"| 7 | {seeded['finetune']['valid_accuracy']:.4f} | {seeded['retrain']['valid_accuracy']:.4f} |"
     assert row in out.read_text()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mlm", "no_mlm"]  # no copied runs
+    # The mlm run is complete under its overlay, the seeds' reports too: a rerun has nothing to do.
+    mlm = tmp_path / "runs" / "mlm"
+    dry_run = [*runner.command(mlm, [mlm / "overlay.yaml"]), "--dry-run"]
+    dry = subprocess.run(dry_run, capture_output=True, text=True, check=True)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
     # Wall times come with the machine that ran them (CPU model, cores, bf16 unit).
     assert f"Machine: {machine.describe()}." in out.read_text().split("`no_mlm` run")[0]
     # The two runs compared by variant name: docs carry no machine's directories.
