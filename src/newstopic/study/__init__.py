@@ -15,4 +15,5 @@ Each runs real Snakemake runs of the workflow (or reads finished ones) and write
     usage      a job's exact CPU time and peak RSS (getrusage), for that table
     bench_worker   one measurement of the benchmark suite, in a process of its own
     bench_report   the suite's targets (PASS/MISS) and docs/benchmarks.md
+    machine    the CPU model, cores and bf16 matmul unit a wall time was measured on
 """
