@@ -1,7 +1,7 @@
 """Which machine a measurement ran on, in the words a wall time needs.
 
 Machines of one kind are not one CPU: on 2 cores the same MLM ran 1,830 s on an Intel Xeon
-with AMX and 3,620 s on another day's host (docs/performance.md). bf16 matmuls, most of a
+with AMX and 3,620 s on the same day's earlier host (docs/performance.md). bf16 matmuls, most of a
 training step, run on AMX tiles where the CPU has them, else on AVX512-BF16 or by conversion,
 so a wall time is read with the CPU model and its bf16 unit beside it.
 """
