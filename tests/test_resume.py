@@ -601,3 +601,32 @@ def test_stop_line_is_out_before_what_follows_the_stop(capsys: pytest.CaptureFix
         run_main(stopped)
     assert exit_info.value.code == 128 + signal.SIGUSR1
     assert seen_by_after == ["newstopic: stopped: SIGUSR1 received: stopped at step 7; requeued"]
+
+
+# Exit handlers run last-registered-first: this one, registered before the script's
+# `hold_time_limit_signal()`, runs after newstopic's, as late as a script's own code can run.
+_LATE_WARNING = """
+import atexit, os, signal
+
+def late_warning():
+    print("ignored" if signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN else "handled by Python")
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+atexit.register(late_warning)
+from newstopic.slurm import hold_time_limit_signal
+hold_time_limit_signal()
+"""
+
+
+@pytest.mark.parametrize("in_job", [True, False], ids=["slurm-job", "no-slurm"])
+def test_time_limit_warning_at_exit_does_not_kill_a_finished_job(in_job: bool) -> None:
+    """A warning that arrives while a finished training script exits must not end it: CPython
+    resets its own signal handlers to the default (which ends the process on SIGUSR1) at exit,
+    and a job that had written its outputs failed. Inside a Slurm job the signal is ignored
+    from the start of the exit on; outside one, nothing changes."""
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    if in_job:
+        env["SLURM_JOB_ID"] = "4242"
+    out = subprocess.run([sys.executable, "-c", _LATE_WARNING], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("ignored" if in_job else "handled by Python")

@@ -18,6 +18,7 @@ must do the requeue itself. A cancellation or a preemption (SIGTERM) is not requ
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -51,8 +52,14 @@ def hold_time_limit_signal() -> None:
     """Keep a time-limit warning that comes while a training script is still starting up (the
     imports, data and model take seconds) for the training loop, which stops after its first
     step; without this it would be ignored, as Snakemake's SIG_IGN is inherited, and the job
-    would run into the time limit. Call it first in the script; torch-free, so it is quick."""
+    would run into the time limit. Call it first in the script; torch-free, so it is quick.
+
+    At exit the signal is ignored (inside a Slurm job): CPython resets its own handlers to the
+    default at interpreter exit, and the default ends the process on SIGUSR1, so a warning that
+    came after the work was written failed a finished job. atexit runs before that reset, on
+    every way out (return, SystemExit), and an ignored signal is left alone by it."""
     signal.signal(TIME_LIMIT_SIGNAL, lambda signum, _frame: _held.append(signum))
+    atexit.register(ignore_time_limit_signal_in_job)
 
 
 def held_signal() -> int | None:

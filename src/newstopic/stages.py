@@ -158,9 +158,5 @@ def run_training_rule(stage: str, sm: Any) -> dict[str, Any]:
     # The spin count decides how a job fares on a shared core (the Snakefile sets it).
     log.info("%d threads, GOMP_SPINCOUNT=%s", torch.get_num_threads(), os.environ.get("GOMP_SPINCOUNT"))
     metrics = run_main(run_stage_in_job, stage, StageFiles.of_rule(sm), cfg, log_file=sm.log[0])
-    # The work is done and written: a time-limit warning from now on must not end the job. The
-    # held-signal handler would not survive the interpreter's exit (Python resets its own
-    # handlers to the default, which kills on SIGUSR1: the job failed after "done"); SIG_IGN does.
-    slurm.ignore_time_limit_signal_in_job()
     log.info("done: %s", {k: metrics[k] for k in ("valid_accuracy", "steps", "seconds") if k in metrics})
     return metrics
