@@ -26,6 +26,8 @@ from newstopic.study.seed_study import paired_gain
 
 # A variant's whole-DAG elapsed time, written by the call that ran it.
 ELAPSED_FILE = "dag_elapsed.yaml"
+# An extra training seed's job: common.smk's job_name appends _seed<N> to the rule's name.
+EXTRA_SEED_JOB = re.compile(r".+_seed\d+")
 # Variant name -> config overlay. "mlm" is the config as given (MLM on, pseudo-labels on).
 VARIANTS: dict[str, dict[str, Any]] = {
     "mlm": {},
@@ -44,9 +46,8 @@ def read_variant(workdir: Path) -> dict[str, Any]:
     summary = json.loads((workdir / "results" / "summary.json").read_text())
     finetune = json.loads((workdir / "results" / "finetune" / "metrics.json").read_text())
     summary["valid_rows"] = finetune["valid_rows"]
-    recorded = (
-        yaml.safe_load((workdir / ELAPSED_FILE).read_text()) if (workdir / ELAPSED_FILE).exists() else {}
-    )
+    elapsed = workdir / ELAPSED_FILE
+    recorded = yaml.safe_load(elapsed.read_text()) if elapsed.exists() else {}
     summary["snakemake_wall_s"] = recorded.get("dag_elapsed_s") or last_run_wall_s(workdir)
     summary["machine"] = recorded.get("machine")
     return summary
@@ -150,7 +151,7 @@ def results_markdown(
             "| --- | --- | --- |",
         ]
         # The extra seeds' jobs (finetune_seed1, ...) are the seed study's, not the DAG's.
-        dag = {r: b for r, b in run["rules"].items() if not re.fullmatch(r".+_seed\d+", r)}
+        dag = {r: b for r, b in run["rules"].items() if not EXTRA_SEED_JOB.fullmatch(r)}
         extra = {r: b for r, b in run["rules"].items() if r not in dag}
         lines += [f"| {r} | {b['wall_s']:.1f} | {b['max_rss_mb']:.0f} |" for r, b in dag.items()]
         # The rules run one after another (each takes every core), so their sum is the DAG's wall
