@@ -17,8 +17,6 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     PreTrainedModel,
-    RobertaPreLayerNormConfig,
-    RobertaPreLayerNormForMaskedLM,
 )
 
 from newstopic.config import looks_like_path
@@ -35,25 +33,20 @@ def _check_local(name_or_path: str) -> None:
         raise ConfigError(f"model.name_or_path: {name_or_path}: directory not found")
 
 
-def mlm_from_config(arch: dict[str, Any], vocab_size: int, pad_token_id: int) -> PreTrainedModel:
-    """A randomly initialised masked-LM of the sizes in `arch`: BERT (`layer_norm: post`) or
-    its pre-LayerNorm twin, RoBERTa-PreLayerNorm (`layer_norm: pre`)."""
-    sizes = dict(
+def mlm_from_config(arch: dict[str, Any], vocab_size: int, pad_token_id: int) -> BertForMaskedLM:
+    """A randomly initialised BERT masked-LM of the sizes in `arch`."""
+    config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=arch["hidden_size"],
         num_hidden_layers=arch["num_hidden_layers"],
         num_attention_heads=arch["num_attention_heads"],
         intermediate_size=arch["intermediate_size"],
+        max_position_embeddings=arch["max_position_embeddings"],
         hidden_dropout_prob=arch["dropout"],
         attention_probs_dropout_prob=arch["dropout"],
         pad_token_id=pad_token_id,
     )
-    if arch.get("layer_norm", "post") == "pre":
-        # RoBERTa numbers positions from pad_token_id + 1: leave room for as many tokens.
-        positions = arch["max_position_embeddings"] + pad_token_id + 1
-        config = RobertaPreLayerNormConfig(**sizes, max_position_embeddings=positions)
-        return RobertaPreLayerNormForMaskedLM(config)
-    return BertForMaskedLM(BertConfig(**sizes, max_position_embeddings=arch["max_position_embeddings"]))
+    return BertForMaskedLM(config)
 
 
 def from_hub(auto_class: Any, name_or_path: str, what: str = "", **kwargs: Any) -> Any:
