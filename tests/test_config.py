@@ -59,3 +59,16 @@ def test_shipped_configs_are_valid(repo: Path, name: str) -> None:
     cfg = load_config(repo / "config" / name)
     raw = yaml.safe_load((repo / "config" / name).read_text())
     assert cfg["seed"] == raw.get("seed", 42)
+
+
+def test_the_mlm40_overlay_only_doubles_the_mlm() -> None:
+    """config/dacon_mlm40.yaml (docs/results_mlm40.md) is config/dacon.yaml with 40 MLM epochs:
+    its figures compare with docs/results.md's because nothing else differs."""
+    from newstopic.study.runs import merged_config
+
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    base = merged_config([config_dir / "dacon.yaml"])
+    longer = merged_config([config_dir / "dacon.yaml", config_dir / "dacon_mlm40.yaml"])
+    assert (base["mlm"]["epochs"], longer["mlm"]["epochs"]) == (20, 40)
+    longer["mlm"]["epochs"] = 20
+    assert longer == base
