@@ -61,12 +61,12 @@ def test_shipped_configs_are_valid(repo: Path, name: str) -> None:
     assert cfg["seed"] == raw.get("seed", 42)
 
 
-def test_the_mlm40_overlay_only_doubles_the_mlm() -> None:
+def test_the_mlm40_overlay_only_doubles_the_mlm(repo: Path) -> None:
     """config/dacon_mlm40.yaml (docs/results_mlm40.md) is config/dacon.yaml with 40 MLM epochs:
     its figures compare with docs/results.md's because nothing else differs."""
     from newstopic.study.runs import merged_config
 
-    config_dir = Path(__file__).resolve().parents[1] / "config"
+    config_dir = repo / "config"
     base = merged_config([config_dir / "dacon.yaml"])
     longer = merged_config([config_dir / "dacon.yaml", config_dir / "dacon_mlm40.yaml"])
     assert (base["mlm"]["epochs"], longer["mlm"]["epochs"]) == (20, 40)
