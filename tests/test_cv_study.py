@@ -260,3 +260,14 @@ def test_rounds_report_compares_a_one_round_run_refit_with_its_own_members(workd
     assert f"| {compare['ensemble']['valid_accuracy']:.4f} " in every, every
     own = next(line for line in rows if line.startswith("| fold k's models only |"))
     assert "| 0.7200 (0.0410) | +1.00 |" in own, own
+
+
+def test_a_report_of_runs_not_made_in_one_go_says_how_and_claims_no_elapsed_time(workdir: Path) -> None:
+    """--report-only over runs assembled by hand (no cv_study.yaml): the note says how they
+    were made, and no elapsed time of a whole DAG is made up."""
+    study = _study(workdir, []) | {"note": "The MLM encoder was copied from runs/mlm40."}
+    text = cv_study.results_markdown(study, "cmd", "")
+    assert "The MLM encoder was copied from runs/mlm40." in text
+    assert "s of rules summed (its runs were not one `snakemake`" in text and "elapsed (" not in text
+    args = ["--seeds", "1", "--note", "how", "--report-only", "--note=x", "--out", "d.md"]
+    assert cv_study.reproducing_args(args) == ["--seeds", "1", "--out", "d.md"]

@@ -198,6 +198,7 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         "",
         f"    {command}",
         "",
+        *([study["note"], ""] if study.get("note") else []),
         f"## The recipe step by step (training seed {study['top_seed']})",
         "",
         "Wall: the whole DAG that submits this step's predictions (the config with the step's",
@@ -222,8 +223,12 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         f"Ensemble weights (fit on {study['oof_rows']} OOF rows): {weights}. The {k} fold models "
         f"alone: {folds}. SE: the binomial standard error of one accuracy on {n} valid rows.",
         "",
-        f"Whole DAG: {study['dag_wall_s']:.0f} s of rules summed, {study['dag_elapsed_s']:.0f} s "
-        "elapsed (`snakemake` from an empty work directory).",
+        f"Whole DAG: {study['dag_wall_s']:.0f} s of rules summed"
+        + (
+            f", {study['dag_elapsed_s']:.0f} s elapsed (`snakemake` from an empty work directory)."
+            if "dag_elapsed_s" in study
+            else " (its runs were not one `snakemake` from an empty work directory: no elapsed time)."
+        ),
         "",
     ]
     in_budget = [names[s] for s, wall in study["step_wall_s"].items() if wall <= BUDGET_S]
@@ -351,6 +356,7 @@ def run_study(
     command: str,
     report_only: bool,
     seed_stages: tuple[str, ...] = STAGES,
+    note: str | None = None,
 ) -> dict:
     overlay = runner.data_overlay(relative_to=workdir)
     config = merged_config(runner.config_files)
@@ -370,7 +376,10 @@ def run_study(
             best = deep_merge(seed_overlay, {"ensemble": {"members": best_members(seeds, seed_stages)}})
             runner.run(workdir, best, ["results/ensemble/metrics.json"])  # 3. their ensemble
     study = read_study(workdir, config, seeds, step_jobs(runner, workdir, overlay), seed_stages)
-    study |= yaml.safe_load(state_file.read_text())
+    if state_file.exists():
+        study |= yaml.safe_load(state_file.read_text())
+    if note:
+        study["note"] = note
     if seeds:
         study["dag_best_valid_accuracy"] = read_json(workdir / "results" / "ensemble" / "metrics.json")[
             "valid_accuracy"
@@ -379,6 +388,17 @@ def run_study(
     write_text(out, results_markdown(study, command, config_text))
     write_text(out.with_suffix(".yaml"), yaml.safe_dump(study, sort_keys=False))
     return study
+
+
+def reproducing_args(given: list[str]) -> list[str]:
+    """The arguments that reproduce the runs: without --report-only and --note."""
+    shown: list[str] = []
+    skip = False
+    for a in given:
+        if not skip and a != "--report-only" and a != "--note" and not a.startswith("--note="):
+            shown.append(a)
+        skip = a == "--note"
+    return shown
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -401,9 +421,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite --out from the finished runs in --workdir"
     )
+    parser.add_argument("--note", default=None, help="a paragraph to add (how the runs were made)")
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
-    command = "python -m newstopic.study.cv_study " + shlex.join(a for a in given if a != "--report-only")
+    command = "python -m newstopic.study.cv_study " + shlex.join(reproducing_args(given))
     runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
     run_study(
         runner,
@@ -413,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         command.strip(),
         args.report_only,
         tuple(args.seed_stages),
+        args.note,
     )
 
 
