@@ -283,7 +283,8 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         lines += [
             "## Without a time limit: every seed's members in one ensemble",
             "",
-            f"Members: {', '.join(best['members'])} (config/dacon_cv_seeds.yaml).",
+            f"Members: {', '.join(best['members'])} (an overlay setting `cv.seeds` and these "
+            "`ensemble.members`, as config/dacon_cv_seeds.yaml does for seeds 1 and 2).",
             "",
             "| ensemble | valid accuracy | SE | valid macro-F1 | OOF accuracy | whole DAG wall (s) |",
             "| --- | --- | --- | --- | --- | --- |",
