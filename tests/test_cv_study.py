@@ -208,6 +208,18 @@ def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
     assert not short["pseudo_label"]["enabled"] and short["ensemble"]["members"] == ["finetune", "baseline"]
 
 
+def test_the_best_recipe_is_the_60_minute_dag_on_the_40_epoch_encoder() -> None:
+    """README's best recipe: dacon_mlm40.yaml last restores its 40 MLM epochs over
+    dacon_cv.yaml's 10 and changes nothing else of the 60-minute DAG (docs/results_cv40.md)."""
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    short = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")])
+    best = merged_config(
+        [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml", "dacon_mlm40.yaml")]
+    )
+    assert best["mlm"]["epochs"] == 40 and short["mlm"]["epochs"] == 10
+    assert {**best, "mlm": short["mlm"]} == short
+
+
 def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:
     config_dir = Path(__file__).resolve().parents[1] / "config"
     files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
