@@ -20,7 +20,7 @@ import yaml
 from newstopic.atomic import write_text
 from newstopic.study import machine
 from newstopic.study.compare_runs import compare, read_run
-from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config
+from newstopic.study.runs import Runner, accuracy, last_run_wall_s, merged_config, reproducing_args
 from newstopic.study.runs import training_seed as config_training_seed
 from newstopic.study.seed_study import paired_gain
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # The command that reproduces the runs (not merely the report).
     given = sys.argv[1:] if argv is None else argv
-    command = "python -m newstopic.study.ablation " + shlex.join(a for a in given if a != "--report-only")
+    command = "python -m newstopic.study.ablation " + shlex.join(reproducing_args(given))
     runner = Runner(Path(args.repo).resolve(), [Path(f).resolve() for f in args.configfile], args.cores)
     run_ablation(
         runner, Path(args.workdir).resolve(), Path(args.out), command.strip(), args.report_only, args.seeds

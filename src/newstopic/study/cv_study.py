@@ -37,7 +37,7 @@ from newstopic.ensemble import aligned_probs, fit_weights
 from newstopic.formats import read_benchmark, read_folds, read_json, read_split
 from newstopic.members import BASELINE, parse_member
 from newstopic.metrics import classification_metrics
-from newstopic.study.runs import Runner, last_run_wall_s, merged_config, training_seed
+from newstopic.study.runs import Runner, last_run_wall_s, merged_config, reproducing_args, training_seed
 
 STAGES = ("finetune", "retrain")
 BUDGET_S = 3600  # issue 14: one recipe whose whole DAG runs within an hour on 2 cores
@@ -389,17 +389,6 @@ def run_study(
     write_text(out, results_markdown(study, command, config_text))
     write_text(out.with_suffix(".yaml"), yaml.safe_dump(study, sort_keys=False))
     return study
-
-
-def reproducing_args(given: list[str]) -> list[str]:
-    """The arguments that reproduce the runs: without --report-only and --note."""
-    shown: list[str] = []
-    skip = False
-    for a in given:
-        if not skip and a != "--report-only" and a != "--note" and not a.startswith("--note="):
-            shown.append(a)
-        skip = a == "--note"
-    return shown
 
 
 def main(argv: list[str] | None = None) -> None:

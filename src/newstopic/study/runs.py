@@ -72,6 +72,18 @@ class Runner:
         return {"data": {k: os.path.relpath(p, relative_to) for k, p in paths.items()}}
 
 
+def reproducing_args(given: Sequence[str]) -> list[str]:
+    """A study's arguments that reproduce its runs (not merely its report): without
+    --report-only, and without --note and its paragraph."""
+    shown: list[str] = []
+    skip = False
+    for a in given:
+        if not skip and a != "--report-only" and a != "--note" and not a.startswith("--note="):
+            shown.append(a)
+        skip = a == "--note"
+    return shown
+
+
 def merged_config(config_files: Sequence[Path]) -> dict[str, Any]:
     """The config files merged in order (as `snakemake --configfile A B`), validated, defaults in."""
     raw: dict[str, Any] = {}
