@@ -45,6 +45,7 @@ def test_defaults_fill_in_nested_sections() -> None:
         ({"tokenizer": {"source": "vocab"}}, "'tokenizer.vocab_file' is required"),
         ({"model": {"arch": {"hidden_size": 30}}}, "must be divisible"),
         ({"pseudo_label": {"threshold": 1.5}}, "key 'pseudo_label.threshold'"),
+        ({"mlm": {"dropout": 1.0}}, "key 'mlm.dropout'"),
     ],
 )
 def test_bad_config_names_the_key(config: dict, message: str) -> None:

@@ -9,7 +9,16 @@ import torch
 from conftest import TINY_ARCH
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForMaskedLM
 
-from newstopic.encoder import masked_lm_loss, mlm_from_config, mlm_from_pretrained, split_mlm
+from newstopic.device import attention_for, set_attention
+from newstopic.encoder import (
+    IGNORE_INDEX,
+    SummedCrossEntropy,
+    masked_lm_loss,
+    mlm_from_config,
+    mlm_from_pretrained,
+    set_dropout,
+    split_mlm,
+)
 from newstopic.errors import ConfigError
 from newstopic.finetune import initial_classifier
 from newstopic.model import NewsTopicClassifier, build_classifier, hashed_ngrams
@@ -94,6 +103,55 @@ def test_masked_only_loss_matches_full_head() -> None:
     full = model(input_ids=ids, attention_mask=mask).logits.reshape(-1, 100)[positions]
     expected = torch.nn.functional.cross_entropy(full, labels)
     assert torch.allclose(masked_lm_loss(model, ids, mask, positions, labels), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blockwise_cross_entropy_matches_torch(dtype: torch.dtype) -> None:
+    """The MLM loss's own cross-entropy: torch's loss and gradient, ignored rows included, over
+    a row count that is not a multiple of its block."""
+    torch.manual_seed(0)
+    rows = 3 * SummedCrossEntropy.CHUNK_ROWS + 5
+    logits = (4 * torch.randn(rows, 300)).to(dtype).requires_grad_()
+    labels = torch.randint(0, 300, (rows,))
+    labels[::6] = IGNORE_INDEX
+    ours = SummedCrossEntropy.apply(logits, labels)
+    (ours * 0.5).backward()
+    grad, logits.grad = logits.grad, None
+    theirs = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+    (theirs * 0.5).backward()
+    torch.testing.assert_close(ours, theirs)
+    assert grad.dtype == dtype and grad[::6].abs().max() == 0  # ignored rows get no gradient
+    torch.testing.assert_close(grad.float(), logits.grad.float(), atol=1e-6, rtol=1e-2)
+
+
+def test_mlm_dropout_is_for_this_run_only(tmp_path: Path) -> None:
+    """mlm.dropout 0: every dropout of the encoder off (a train-mode forward is deterministic),
+    while the saved config keeps model.arch's rate for fine-tuning."""
+    torch.manual_seed(0)
+    model = mlm_from_config(ARCH, 100, 0).train()
+    ids, mask = batch()
+    positions, labels = torch.tensor([1, 3, 6]), torch.tensor([10, 12, 20])
+    noisy = [masked_lm_loss(model, ids, mask, positions, labels) for _ in range(2)]
+    assert not torch.equal(*noisy)  # the arch's dropout 0.1 is on
+    set_dropout(model, 0.0)
+    assert torch.equal(*[masked_lm_loss(model, ids, mask, positions, labels) for _ in range(2)])
+    model.save_pretrained(tmp_path / "mlm")
+    saved = BertConfig.from_pretrained(tmp_path / "mlm")
+    assert saved.hidden_dropout_prob == saved.attention_probs_dropout_prob == ARCH["dropout"]
+
+
+def test_cpu_training_uses_eager_attention_with_the_same_outputs() -> None:
+    """On a CPU the loop switches the classifier's encoder to eager attention (faster for short
+    titles); it computes what SDPA computes."""
+    assert (attention_for(torch.device("cpu")), attention_for(torch.device("cuda"))) == ("eager", "sdpa")
+    torch.manual_seed(0)
+    model = build_classifier(mlm_from_config(ARCH, 100, 0).base_model, "mean", 0.1, 16).eval()
+    ids, mask = batch()
+    before = model(input_ids=ids, attention_mask=mask).logits
+    assert model.encoder.config._attn_implementation == "sdpa"
+    set_attention(model, torch.device("cpu"))
+    assert model.encoder.config._attn_implementation == "eager"
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, before)
 
 
 NGRAMS = dict(buckets=997, dim=8, max_n=3, dropout=0.5)

@@ -56,12 +56,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from newstopic import distributed
 from newstopic.checkpoint import CheckpointDir, TrainState, step_of
 from newstopic.data import mask_inputs
-from newstopic.device import resolve_device
+from newstopic.device import resolve_device, set_attention
 from newstopic.errors import ConfigError, TrainingInterrupted
 from newstopic.finetune import ClassifierTask
 from newstopic.metrics import classification_metrics
 from newstopic.pretrain import MlmTask
-from newstopic.training import LoopSettings, StopRequest, pace, param_groups
+from newstopic.training import LoopSettings, StopRequest, adamw, pace
 
 log = logging.getLogger("newstopic")
 
@@ -272,10 +272,11 @@ def _train(
     """Run (or resume) the Trainer; the model ends with the best (or last) weights."""
     resume, previous_seconds = latest_checkpoint(args.output_dir, run_fingerprint)
     callback = _NewstopicCallback(run_fingerprint, settings.log_every, previous_seconds)
-    # The same AdamW groups as the loop (head_lr included); the Trainer adds its scheduler.
-    optimizer = torch.optim.AdamW(
-        param_groups(model, settings.lr, settings.weight_decay, settings.head_lr), lr=settings.lr
-    )
+    # The loop's AdamW (groups, head_lr, fused) and attention kernel; the Trainer adds its
+    # scheduler.
+    device = resolve_device(settings.device)
+    set_attention(model, device)
+    optimizer = adamw(model, settings, device)
     trainer = Trainer(
         model=model,
         args=args,

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from newstopic.checkpoint import TrainState
 from newstopic.data import encode, mask_tokens, pad_batch, special_tokens_mask, step_generator
-from newstopic.encoder import IGNORE_INDEX, masked_lm_loss, mlm_from_config, mlm_from_pretrained
+from newstopic.encoder import IGNORE_INDEX, masked_lm_loss, mlm_from_config, mlm_from_pretrained, set_dropout
 from newstopic.formats import read_titles
 from newstopic.training import Task
 
@@ -50,6 +50,8 @@ def mlm_task(
         model = mlm_from_pretrained(model_cfg["name_or_path"], len(tokenizer), model_cfg["trust_remote_code"])
     else:
         model = mlm_from_config(model_cfg["arch"], len(tokenizer), tokenizer.pad_token_id)
+    if cfg["train"]["dropout"] is not None:
+        set_dropout(model, cfg["train"]["dropout"])
     special_ids = sorted(set(tokenizer.all_special_ids))
     vocab_size = model.get_input_embeddings().num_embeddings
 

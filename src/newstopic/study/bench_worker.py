@@ -188,12 +188,13 @@ def _grouped() -> dict[str, Any]:
 def trainer(spec: dict[str, Any]) -> dict[str, Any]:
     """The Hugging Face Trainer on the same model, data, batch size, precision and threads,
     set up as newstopic.hf_engine sets it up, plus its best settings: length-grouped batches,
-    bf16 (runtime.precision), no dataloader workers."""
-    import torch
+    bf16 (runtime.precision), no dataloader workers, and the loop's fused AdamW and attention
+    kernel (a Trainer user's `optim="adamw_torch_fused"` and `attn_implementation`)."""
     from transformers import PrinterCallback, Trainer
 
+    from newstopic.device import resolve_device, set_attention
     from newstopic.hf_engine import TokenDataset, training_arguments
-    from newstopic.training import param_groups
+    from newstopic.training import adamw
 
     cfg, tokenizer, prep = _inputs(spec)
     task = _task(spec, cfg, tokenizer, prep)
@@ -217,7 +218,9 @@ def trainer(spec: dict[str, Any]) -> dict[str, Any]:
     )
     clock = StepClock()
     model = task.model
-    optimizer = torch.optim.AdamW(param_groups(model, settings.lr, settings.weight_decay, settings.head_lr))
+    device = resolve_device(settings.device)
+    set_attention(model, device)
+    optimizer = adamw(model, settings, device)
     run = Trainer(
         model=model,
         args=args,

@@ -5,6 +5,7 @@ the oneDNN kernel cache that grows with every new input shape.
     python -m newstopic.study.mlm_memory kernel --vary                  (seconds, no data)
     python -m newstopic.study.mlm_memory profile --steps 40             (where a step's time goes)
     python -m newstopic.study.mlm_memory levers --steps 100             (speed levers side by side)
+    python -m newstopic.study.mlm_memory ce --steps 100                 (the LM head's loss alone)
     python -m newstopic.study.mlm_memory trained --steps 30 --model-dir runs/ablation/mlm/results/mlm/model
 
 `mlm` trains the config's MLM (config/dacon.yaml: bf16, batch 128) on the real titles, the
@@ -13,7 +14,8 @@ step. `kernel` runs the LM head's shape (256 -> 12000) in bf16 with a fixed or a
 number of rows and prints the RSS growth: oneDNN compiles and caches a kernel, with its packed
 weights, per shape (capacity: ONEDNN_PRIMITIVE_CACHE_CAPACITY, default 1024). `profile` prints
 the operators' share of an MLM step's CPU time; `levers` the seconds per batch of the MLM step
-in bf16 and fp32, without dropout, with fused AdamW, a doubled batch and a compiled encoder.
+in bf16 and fp32, with and without dropout, SDPA or eager attention, fused or foreach AdamW,
+a doubled batch and a compiled encoder.
 Timings need the machine to themselves.
 """
 
@@ -63,9 +65,43 @@ def kernel_cache(steps: int, vary: bool) -> None:
     print(f"kernel: {steps} steps, {rows_kind} row count: RSS +{grown:.0f} MB, {per_step:.3f} s/step")
 
 
-def mlm_setup(config_file: str, copies: int, data_dir: Path, arch: dict[str, Any] | None = None) -> tuple:
+def cross_entropy_timing(steps: int, rows: int = 640, vocab: int = 12000) -> None:
+    """The LM head's loss alone, forward and backward on bf16 logits of the MLM's shape (~40%
+    of a batch's 1,600 positions, 12,000 tokens): torch's cross-entropy on a float32 copy
+    against the encoder module's blockwise one."""
+    from newstopic.encoder import SummedCrossEntropy
+
+    torch.set_num_threads(2)
+    logits = torch.randn(rows, vocab).mul_(3).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, vocab, (rows,))
+
+    def torch_ce() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+
+    def blockwise() -> torch.Tensor:
+        return SummedCrossEntropy.apply(logits, labels)
+
+    for name, loss_fn in [
+        ("torch cross_entropy on float32", torch_ce),
+        ("blockwise (the MLM's)", blockwise),
+    ] * 2:
+        for i in range(5 + steps):
+            if i == 5:
+                start = time.perf_counter()
+            loss_fn().backward()
+            logits.grad = None
+        print(f"cross-entropy: {name:<32} {1000 * (time.perf_counter() - start) / steps:.1f} ms per step")
+
+
+def mlm_setup(
+    config_file: str,
+    copies: int,
+    data_dir: Path,
+    arch: dict[str, Any] | None = None,
+    mlm: dict[str, Any] | None = None,
+) -> tuple:
     """The config, and the real MLM stage's task on the real titles (the corpus repeated
-    `copies` times; `arch` overrides model.arch keys)."""
+    `copies` times; `arch` overrides model.arch keys, `mlm` the mlm section's)."""
     from newstopic.config import load_config
     from newstopic.formats import read_titles
     from newstopic.preprocess import preprocess
@@ -86,7 +122,7 @@ def mlm_setup(config_file: str, copies: int, data_dir: Path, arch: dict[str, Any
         read_titles(files[:3]), tok["vocab_size"], tok["min_frequency"], tok["max_length"]
     )
     model = dict(cfg["model"], arch=dict(cfg["model"]["arch"], **(arch or {})))
-    stage = {"model": model, "train": cfg["mlm"], "max_length": tok["max_length"]}
+    stage = {"model": model, "train": dict(cfg["mlm"], **(mlm or {})), "max_length": tok["max_length"]}
     return cfg, work, mlm_task(StageFiles(files, "", "", "", ""), stage, tokenizer, cfg["seed"])
 
 
@@ -110,14 +146,21 @@ def mlm_steps(config_file: str, steps: int, copies: int, data_dir: Path) -> None
     )
 
 
-def step_timer(task: Any, batch_size: int, precision: str, fused: bool = False) -> Callable[[int], float]:
+def step_timer(
+    task: Any, batch_size: int, precision: str, fused: bool = True, attention: str | None = None
+) -> Callable[[int], float]:
     """`time(n)`: seconds per step of n plain training steps (AdamW, clipping, the config's
-    autocast) on the task's length-grouped batches, after the steps already run."""
+    autocast, the loop's attention kernel unless `attention` names another) on the task's
+    length-grouped batches, after the steps already run."""
     from newstopic.data import length_grouped_batches
+    from newstopic.device import set_attention
     from newstopic.distributed import Ranks
     from newstopic.training import ModelWithLoss, forward_backward
 
     batches = length_grouped_batches(task.lengths, batch_size, 0, 0)
+    set_attention(task.model, torch.device("cpu"))
+    if attention:
+        task.model.set_attn_implementation(attention)
     optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-4, fused=fused)
     ranks = Ranks(torch.device("cpu"))
     step_model = ModelWithLoss(task.model, task.loss_fn)
@@ -158,25 +201,35 @@ def profile_steps(config_file: str, steps: int, data_dir: Path) -> None:
         print(f"  {e.key:<45} {100 * e.self_cpu_time_total / total:5.1f} %  {e.count // steps:5d} calls/step")
 
 
-# Variants of the MLM step tried as speed levers: (name, model.arch overrides, options).
-LEVERS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    ("as configured", {}, {}),
-    ("fp32 (no bf16 autocast)", {}, {"precision": "fp32"}),
-    ("no dropout", {"dropout": 0.0}, {}),
-    ("fused AdamW", {}, {"fused": True}),
-    ("batch x2 (time per configured batch)", {}, {"batch_factor": 2}),
-    ("torch.compile(encoder, dynamic=True)", {}, {"compile": True}),
+# Variants of the MLM step tried as speed levers: (name, model.arch overrides, mlm overrides,
+# options). "As configured" is the loop's step: fused AdamW, eager attention on the CPU.
+LEVERS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
+    ("as configured", {}, {}, {}),
+    ("fp32 (no bf16 autocast)", {}, {}, {"precision": "fp32"}),
+    ("no dropout (mlm.dropout 0)", {}, {"dropout": 0.0}, {}),
+    ("dropout 0.1 (model.arch's)", {}, {"dropout": 0.1}, {}),
+    ("no dropout, SDPA attention", {}, {"dropout": 0.0}, {"attention": "sdpa"}),
+    ("dropout 0.1, SDPA attention", {}, {"dropout": 0.1}, {"attention": "sdpa"}),
+    ("AdamW unfused (foreach)", {}, {}, {"fused": False}),
+    ("batch x2 (time per configured batch)", {}, {}, {"batch_factor": 2}),
+    ("torch.compile(encoder, dynamic=True)", {}, {}, {"compile": True}),
 ]
 
 
 def levers(config_file: str, steps: int, data_dir: Path) -> None:
     """Seconds per configured batch of the MLM step under each lever, on the same machine."""
-    for name, arch, opts in LEVERS:
-        cfg, _, task = mlm_setup(config_file, 1, data_dir, arch)
+    for name, arch, mlm, opts in LEVERS:
+        cfg, _, task = mlm_setup(config_file, 1, data_dir, arch, mlm)
         task.model.train()
         factor = opts.get("batch_factor", 1)
         precision = opts.get("precision", cfg["runtime"]["precision"])
-        timed = step_timer(task, cfg["mlm"]["batch_size"] * factor, precision, opts.get("fused", False))
+        timed = step_timer(
+            task,
+            cfg["mlm"]["batch_size"] * factor,
+            precision,
+            opts.get("fused", True),
+            opts.get("attention"),
+        )
         if opts.get("compile"):
             task.model.bert = torch.compile(task.model.bert, dynamic=True)
         start = time.perf_counter()
@@ -211,7 +264,7 @@ def trained_steps(config_file: str, steps: int, data_dir: Path, model_dir: Path)
 def main(argv: list[str] | None = None) -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("what", choices=["mlm", "kernel", "profile", "levers", "trained"])
+    parser.add_argument("what", choices=["mlm", "kernel", "profile", "levers", "trained", "ce"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--vary", action="store_true", help="kernel: a different row count each step")
     parser.add_argument("--copies", type=int, default=1, help="mlm: the corpus repeated this often")
@@ -227,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         profile_steps(args.configfile, args.steps, Path(args.data))
     elif args.what == "levers":
         levers(args.configfile, args.steps, Path(args.data))
+    elif args.what == "ce":
+        cross_entropy_timing(args.steps)
     elif args.what == "trained":
         trained_steps(args.configfile, args.steps, Path(args.data), Path(args.model_dir))
     else:
