@@ -27,10 +27,11 @@ ignore_time_limit_signal_in_job()
 
 
 # PyTorch's OpenMP threads spin ~300k iterations waiting for work by default: when another
-# process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~1.5x.
-# A short spin keeps the idle-machine speed (within 3%) and degrades fairly (docs/benchmarks.md).
+# process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~2x.
+# A short spin degrades fairly; 3000 costs 12-18% of an idle step on an AMX host, 1000 cost
+# 32-41% there (docs/benchmarks_amx.md, docs/performance.md "A busy core").
 # Every job inherits it; set GOMP_SPINCOUNT yourself to choose another value.
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 
 configfile: "config/config.yaml"

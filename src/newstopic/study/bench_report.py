@@ -78,7 +78,7 @@ TARGETS = (
             2,
             True,
         )
-        for key, label in (("default", "libgomp default"), ("workflow", "workflow: GOMP_SPINCOUNT=1000"))
+        for key, label in (("default", "libgomp default"), ("workflow", "workflow: GOMP_SPINCOUNT=3000"))
     ),
 )
 
@@ -99,10 +99,10 @@ MLM_ROWS = {
 }
 BUSY_SETTINGS = {
     "default": "libgomp default (threads spin ~300k iterations)",
-    "workflow": "workflow: GOMP_SPINCOUNT=1000 (the Snakefile's)",
+    "workflow": "workflow: GOMP_SPINCOUNT=3000 (the Snakefile's)",
     "passive": "OMP_WAIT_POLICY=PASSIVE (threads sleep at once)",
+    "spin1k": "GOMP_SPINCOUNT=1000",
     "spin10k": "GOMP_SPINCOUNT=10000",
-    "spin30k": "GOMP_SPINCOUNT=30000",
 }
 
 NOTES = """\
