@@ -63,8 +63,10 @@ def train_wordpiece(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     # The trainer numbers its initial alphabet in hash-map order, which changes from process
-    # to process; renumber (special tokens first, then by string) so that the same titles
-    # always give the same ids, hence the same model. WordPiece matches on the strings only.
+    # to process; renumber (special tokens first, then by string) so that the same vocabulary
+    # always gets the same ids. WordPiece matches on the strings only. The learned set itself
+    # can still differ in a few rare tokens between processes (~30 of 12,000 on the real
+    # titles): the trainer breaks ties between equally frequent merges by those ids.
     learned = [t for t in tok.get_vocab() if t not in SPECIAL_TOKENS]
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + sorted(learned))}
     tok = _bert_pipeline(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
