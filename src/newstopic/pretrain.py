@@ -52,27 +52,14 @@ def mlm_task(
         model = mlm_from_config(model_cfg["arch"], len(tokenizer), tokenizer.pad_token_id)
     if cfg["train"]["dropout"] is not None:
         set_dropout(model, cfg["train"]["dropout"])
-    special_ids = sorted(set(tokenizer.all_special_ids))
     vocab_size = model.get_input_embeddings().num_embeddings
 
     def make_batch(rows: np.ndarray, step: int) -> dict[str, torch.Tensor]:
         # Masks are drawn for the whole global batch from (seed, step): the same whatever the
         # number of processes that share it.
-        batch = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
-        special = special_tokens_mask(batch["input_ids"], special_ids)
-        masked, positions, labels = mask_tokens(
-            batch["input_ids"],
-            special,
-            tokenizer.mask_token_id,
-            vocab_size,
-            mask_prob,
-            step_generator(seed, step),
+        return masked_batch(
+            [ids[i] for i in rows], tokenizer, vocab_size, mask_prob, step_generator(seed, step)
         )
-        # Targets as a row-aligned [batch, length] tensor (IGNORE_INDEX elsewhere), so that a batch
-        # splits by rows between processes.
-        targets = torch.full_like(masked, IGNORE_INDEX)
-        targets.view(-1)[positions] = labels
-        return {"input_ids": masked, "attention_mask": batch["attention_mask"], "targets": targets}
 
     return MlmTask(
         model=model,
@@ -83,6 +70,27 @@ def mlm_task(
         ids=ids,
         mask_prob=mask_prob,
     )
+
+
+def masked_batch(
+    ids: list[list[int]],
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    mask_prob: float,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Titles padded and masked for the masked-LM loss (`mlm_loss`), masks drawn from
+    `generator`; special tokens are never chosen."""
+    batch = pad_batch(ids, tokenizer.pad_token_id)
+    special = special_tokens_mask(batch["input_ids"], sorted(set(tokenizer.all_special_ids)))
+    masked, positions, labels = mask_tokens(
+        batch["input_ids"], special, tokenizer.mask_token_id, vocab_size, mask_prob, generator
+    )
+    # Targets as a row-aligned [batch, length] tensor (IGNORE_INDEX elsewhere), so that a batch
+    # splits by rows between processes.
+    targets = torch.full_like(masked, IGNORE_INDEX)
+    targets.view(-1)[positions] = labels
+    return {"input_ids": masked, "attention_mask": batch["attention_mask"], "targets": targets}
 
 
 def mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from newstopic.data import encode, mask_tokens, pad_batch, special_tokens_mask, step_generator
-from newstopic.encoder import masked_lm_loss
+from newstopic.data import encode, step_generator
 from newstopic.formats import read_titles
+from newstopic.pretrain import masked_batch, mlm_loss
 
 BATCH = 256
 
@@ -32,21 +32,14 @@ def heldout_loss(run_dir: Path, mask_prob: float, seed: int = 0, max_length: int
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
     ids = encode(tokenizer, read_titles([str(run_dir / "results" / "data" / "valid.parquet")]), max_length)
-    special_ids = sorted(set(tokenizer.all_special_ids))
+    vocab_size = model.get_input_embeddings().num_embeddings
     total, count = 0.0, 0
     for i, start in enumerate(range(0, len(ids), BATCH)):
-        batch = pad_batch(ids[start : start + BATCH], tokenizer.pad_token_id)
-        special = special_tokens_mask(batch["input_ids"], special_ids)
-        masked, positions, labels = mask_tokens(
-            batch["input_ids"],
-            special,
-            tokenizer.mask_token_id,
-            model.get_input_embeddings().num_embeddings,
-            mask_prob,
-            step_generator(seed, i),
+        batch = masked_batch(
+            ids[start : start + BATCH], tokenizer, vocab_size, mask_prob, step_generator(seed, i)
         )
-        loss = masked_lm_loss(model, masked, batch["attention_mask"], positions, labels, reduction="sum")
-        total, count = total + float(loss), count + len(positions)
+        loss, items = mlm_loss(model, batch)
+        total, count = total + float(loss), count + items
     return total / count
 
 
