@@ -18,6 +18,7 @@ if os.path.isdir(_SRC):
         PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
     )
 
+from newstopic.resources import GOMP_SPINCOUNT
 from newstopic.slurm import ignore_time_limit_signal_in_job
 
 # In a Slurm job, Snakemake and the shell around a rule's script must outlive the training
@@ -26,12 +27,9 @@ from newstopic.slurm import ignore_time_limit_signal_in_job
 ignore_time_limit_signal_in_job()
 
 
-# PyTorch's OpenMP threads spin ~300k iterations waiting for work by default: when another
-# process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~2x.
-# A short spin degrades fairly; 3000 costs 12-18% of an idle step on an AMX host, 1000 cost
-# 32-41% there (docs/benchmarks_amx.md, docs/performance.md "A busy core").
+# A short OpenMP spin, so that a busy core slows a job fairly (newstopic.resources says why).
 # Every job inherits it; set GOMP_SPINCOUNT yourself to choose another value.
-os.environ.setdefault("GOMP_SPINCOUNT", "3000")
+os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
 configfile: "config/config.yaml"

@@ -6,6 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# PyTorch's OpenMP threads spin ~300k iterations waiting for work by default: when another
+# process takes one of the cores, a 2-thread job then runs up to 10x slower instead of ~2x.
+# A short spin degrades fairly; 3000 costs 12-18% of an idle step on an AMX host, 1000 cost
+# 32-41% there (docs/benchmarks_amx.md, docs/performance.md "A busy core"). The Snakefile sets
+# it for every job; the benchmark suite's "workflow" setting is this one.
+GOMP_SPINCOUNT = "3000"
+
 
 def job_resources(res: Mapping[str, Any]) -> dict[str, Any]:
     """Snakemake resources of a job from its `resources.<rule>` config entry.

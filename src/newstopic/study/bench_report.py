@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from newstopic.resources import GOMP_SPINCOUNT
+
 
 # --- the targets (issue 16, item 1) --------------------------------------------------------
 @dataclass(frozen=True)
@@ -78,7 +80,10 @@ TARGETS = (
             2,
             True,
         )
-        for key, label in (("default", "libgomp default"), ("workflow", "workflow: GOMP_SPINCOUNT=3000"))
+        for key, label in (
+            ("default", "libgomp default"),
+            ("workflow", f"workflow: GOMP_SPINCOUNT={GOMP_SPINCOUNT}"),
+        )
     ),
 )
 
@@ -99,7 +104,7 @@ MLM_ROWS = {
 }
 BUSY_SETTINGS = {
     "default": "libgomp default (threads spin ~300k iterations)",
-    "workflow": "workflow: GOMP_SPINCOUNT=3000 (the Snakefile's)",
+    "workflow": f"workflow: GOMP_SPINCOUNT={GOMP_SPINCOUNT} (the Snakefile's)",
     "passive": "OMP_WAIT_POLICY=PASSIVE (threads sleep at once)",
     "spin1k": "GOMP_SPINCOUNT=1000",
     "spin10k": "GOMP_SPINCOUNT=10000",

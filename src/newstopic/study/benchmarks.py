@@ -50,6 +50,7 @@ import yaml
 
 from newstopic.atomic import write_json, write_text
 from newstopic.formats import read_json
+from newstopic.resources import GOMP_SPINCOUNT
 from newstopic.study.bench_report import check_targets, target_summary, to_markdown
 from newstopic.study.bench_worker import mlm_text_files
 from newstopic.study.machine import bf16_matmul_unit, cpu_model
@@ -273,11 +274,11 @@ def run_snakemake(bench: Bench) -> dict[str, Any]:
 
 
 # OpenMP settings compared with a busy core: libgomp's default (threads spin ~300k iterations
-# for work), the workflow's (the Snakefile sets GOMP_SPINCOUNT=3000 for every job) and PASSIVE
+# for work), the workflow's (the Snakefile sets GOMP_SPINCOUNT for every job) and PASSIVE
 # (threads sleep at once). Each name's environment; None removes the variable.
 OMP_SETTINGS: dict[str, dict[str, str | None]] = {
     "default": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
-    "workflow": {"GOMP_SPINCOUNT": "3000", "OMP_WAIT_POLICY": None},
+    "workflow": {"GOMP_SPINCOUNT": GOMP_SPINCOUNT, "OMP_WAIT_POLICY": None},
     "passive": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
     # Spin counts in between: how much of the idle speed a shorter spin keeps.
     "spin1k": {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": None},
