@@ -165,6 +165,8 @@ def test_report_has_every_step_and_the_seeds_statistics(workdir: Path) -> None:
     assert "python -m newstopic.study.cv_study --seeds 1" in text
     assert f"{study['steps']['42']['ensemble']['valid_accuracy']:.4f}" in text
     assert "Within 60 minutes on 2 cores: one fold model" in text
+    # The retrained seeds are members: config/dacon_cv_seeds.yaml (finetune seeds) is not this one.
+    assert "config/dacon_cv_seeds.yaml is this ensemble without the retrained seeds" in text
 
 
 def test_data_paths_are_given_as_a_run_in_the_workdir_sees_them(tmp_path: Path) -> None:
@@ -189,6 +191,7 @@ def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
     retrain_row = next(ln for ln in seeds_table.splitlines() if ln.startswith("| 3-fold average of retrain"))
     assert "| — |" in retrain_row and "— (one seed)" in retrain_row
     assert "+ the TF-IDF baseline as a member minus one fold model, paired by seed" in text
+    assert "as config/dacon_cv_seeds.yaml does for seeds 1 and 2" in text
 
 
 def test_the_60_minute_config_is_the_step_the_study_measures() -> None:
@@ -216,6 +219,17 @@ def test_the_60_minute_dag_trains_the_40_epoch_encoder_of_the_chain_without_a_li
     chain = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_mlm40.yaml")])
     assert short["mlm"] == chain["mlm"] and short["mlm"]["epochs"] == 40
     assert (short["model"], short["tokenizer"]) == (chain["model"], chain["tokenizer"])
+
+
+def test_the_80_epoch_recipe_is_the_kfold_recipe_with_twice_its_mlm_epochs() -> None:
+    """config/dacon_cv80.yaml changes the MLM epochs and nothing else, so docs/results_cv80.md
+    compares with docs/results_cv.md encoder budget for encoder budget (same folds, seeds, members)."""
+    config_dir = Path(__file__).resolve().parents[1] / "config"
+    kfold = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml")])
+    longer = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv80.yaml")])
+    assert longer["mlm"]["epochs"] == 2 * kfold["mlm"]["epochs"] == 80
+    longer["mlm"]["epochs"] = kfold["mlm"]["epochs"]
+    assert longer == kfold
 
 
 def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:

@@ -280,11 +280,17 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
             f"{m} {w:.3f}" for m, w in zip(best["members"], best["weights"], strict=True) if w > 0
         )
         acc = best["valid_accuracy"]
+        # config/dacon_cv_seeds.yaml lists the extra seeds' finetune models only.
+        as_config = (
+            "config/dacon_cv_seeds.yaml is this ensemble without the retrained seeds"
+            if any(m.startswith("retrain@") for m in best["members"])
+            else "as config/dacon_cv_seeds.yaml does for seeds 1 and 2"
+        )
         lines += [
             "## Without a time limit: every seed's members in one ensemble",
             "",
             f"Members: {', '.join(best['members'])} (an overlay setting `cv.seeds` and these "
-            "`ensemble.members`, as config/dacon_cv_seeds.yaml does for seeds 1 and 2).",
+            f"`ensemble.members`; {as_config}).",
             "",
             "| ensemble | valid accuracy | SE | valid macro-F1 | OOF accuracy | whole DAG wall (s) |",
             "| --- | --- | --- | --- | --- | --- |",
