@@ -282,9 +282,9 @@ def results_markdown(study: dict[str, Any], command: str, config_text: str) -> s
         acc = best["valid_accuracy"]
         # config/dacon_cv_seeds.yaml lists the extra seeds' finetune models only.
         as_config = (
-            "config/dacon_cv_seeds.yaml is this ensemble without the retrained seeds"
-            if any(m.startswith("retrain@") for m in best["members"])
-            else "as config/dacon_cv_seeds.yaml does for seeds 1 and 2"
+            "as config/dacon_cv_seeds.yaml does for seeds 1 and 2"
+            if study["seed_stages"] == ["finetune"]
+            else "config/dacon_cv_seeds.yaml is this ensemble without the retrained seeds"
         )
         lines += [
             "## Without a time limit: every seed's members in one ensemble",
