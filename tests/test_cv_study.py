@@ -17,6 +17,8 @@ from newstopic.study import cv_study
 from newstopic.study.runs import Runner, merged_config
 
 K, TRAIN_ROWS, VALID_ROWS = 3, 300, 120
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "config"
 
 
 def _probs(labels: np.ndarray, skill: float, rng: np.random.Generator) -> np.ndarray:
@@ -133,11 +135,10 @@ def test_walls_sum_the_jobs_of_each_steps_dag(workdir: Path) -> None:
 
 def test_each_steps_dag_is_listed_by_snakemake(tmp_path: Path) -> None:
     """The steps' DAGs from a real dry run of the demo config with 3 folds."""
-    repo = Path(__file__).resolve().parents[1]
     (tmp_path / "cv.yaml").write_text(
         "cv: {folds: 3}\nensemble: {enabled: true, members: [finetune, retrain, baseline]}\n"
     )
-    runner = Runner(repo, [repo / "config" / "config.yaml", tmp_path / "cv.yaml"])
+    runner = Runner(REPO, [CONFIG_DIR / "config.yaml", tmp_path / "cv.yaml"])
     work = tmp_path / "work"
     work.mkdir()
     jobs = cv_study.step_jobs(runner, work, runner.data_overlay(relative_to=work))
@@ -196,17 +197,15 @@ def test_seeds_that_train_finetune_alone(workdir: Path) -> None:
 
 def test_the_60_minute_config_is_the_step_the_study_measures() -> None:
     """config/dacon_cv_60min.yaml is the overlay whose DAG docs/results_cv.md times."""
-    repo = Path(__file__).resolve().parents[1]
-    overlay = yaml.safe_load((repo / "config" / "dacon_cv_60min.yaml").read_text())
+    overlay = yaml.safe_load((CONFIG_DIR / "dacon_cv_60min.yaml").read_text())
     assert overlay == cv_study.STEP_DAGS["finetune+baseline"]
 
 
 def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
-    config_dir = Path(__file__).resolve().parents[1] / "config"
-    full = merged_config([config_dir / "dacon.yaml", config_dir / "dacon_cv.yaml"])
+    full = merged_config([CONFIG_DIR / "dacon.yaml", CONFIG_DIR / "dacon_cv.yaml"])
     assert (full["cv"]["folds"], full["ensemble"]["members"]) == (5, ["finetune", "retrain", "baseline"])
     assert full["mlm"]["epochs"] == 40 and full["mlm"]["mask_prob"] == 0.4  # the rest is dacon.yaml's
-    files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")]
+    files = [CONFIG_DIR / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")]
     short = merged_config(files)
     assert not short["pseudo_label"]["enabled"] and short["ensemble"]["members"] == ["finetune", "baseline"]
 
@@ -214,9 +213,8 @@ def test_the_kfold_overlays_are_valid_over_the_dacon_config() -> None:
 def test_the_60_minute_dag_trains_the_40_epoch_encoder_of_the_chain_without_a_limit() -> None:
     """The k-fold configs train the encoder of docs/results_mlm40.md's chain (dacon_mlm40.yaml:
     40 epochs, the rest dacon.yaml's), so the two recipes' figures compare encoder for encoder."""
-    config_dir = Path(__file__).resolve().parents[1] / "config"
-    short = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")])
-    chain = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_mlm40.yaml")])
+    short = merged_config([CONFIG_DIR / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_60min.yaml")])
+    chain = merged_config([CONFIG_DIR / f for f in ("dacon.yaml", "dacon_mlm40.yaml")])
     assert short["mlm"] == chain["mlm"] and short["mlm"]["epochs"] == 40
     assert (short["model"], short["tokenizer"]) == (chain["model"], chain["tokenizer"])
 
@@ -224,17 +222,15 @@ def test_the_60_minute_dag_trains_the_40_epoch_encoder_of_the_chain_without_a_li
 def test_the_80_epoch_recipe_is_the_kfold_recipe_with_twice_its_mlm_epochs() -> None:
     """config/dacon_cv80.yaml changes the MLM epochs and nothing else, so docs/results_cv80.md
     compares with docs/results_cv.md encoder budget for encoder budget (same folds, seeds, members)."""
-    config_dir = Path(__file__).resolve().parents[1] / "config"
-    kfold = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml")])
-    longer = merged_config([config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv80.yaml")])
+    kfold = merged_config([CONFIG_DIR / f for f in ("dacon.yaml", "dacon_cv.yaml")])
+    longer = merged_config([CONFIG_DIR / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv80.yaml")])
     assert longer["mlm"]["epochs"] == 2 * kfold["mlm"]["epochs"] == 80
     longer["mlm"]["epochs"] = kfold["mlm"]["epochs"]
     assert longer == kfold
 
 
 def test_the_seeds_config_is_the_ensemble_the_study_scores() -> None:
-    config_dir = Path(__file__).resolve().parents[1] / "config"
-    files = [config_dir / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
+    files = [CONFIG_DIR / f for f in ("dacon.yaml", "dacon_cv.yaml", "dacon_cv_seeds.yaml")]
     config = merged_config(files)
     assert config["ensemble"]["members"] == cv_study.best_members(config["cv"]["seeds"], ("finetune",))
 
